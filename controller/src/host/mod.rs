@@ -1,0 +1,3 @@
+//! Thin adapters to the host: each does one thing and knows nothing of specs.
+
+pub mod files;

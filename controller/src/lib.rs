@@ -1,0 +1,4 @@
+//! mirror-registry: a reconciling controller for a container image mirror
+//! registry on one host. See ARCHITECTURE.md for the module map.
+
+pub mod host;
