@@ -1,4 +1,7 @@
 //! mirror-registry: a reconciling controller for a container image mirror
 //! registry on one host. See ARCHITECTURE.md for the module map.
 
+pub mod api;
+pub mod cli;
 pub mod host;
+pub mod naming;

@@ -1,0 +1,21 @@
+use crate::api::schema;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Field path, e.g. `spec`, `spec.tls`, `status.conditions`.
+    #[arg(default_value = "")]
+    pub field: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    match schema::explain(&args.field) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
+}

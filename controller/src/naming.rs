@@ -1,0 +1,74 @@
+//! Every name the controller derives from a registry's name, in one place, so
+//! the default `quay` registry looks exactly like the original tool's:
+//! pod `quay-pod`, containers `quay-app`, `quay-redis`, units `quay-pod.service`
+//! and `quay-app.service`.
+
+use std::path::PathBuf;
+
+/// Label put on every container, volume and pod the controller creates; its
+/// value is the owning registry's name.
+pub const OWNER_LABEL: &str = "io.mirrorregistry.owner";
+/// Label naming the software that manages the object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "mirror-registry";
+
+pub fn pod(name: &str) -> String {
+    format!("{name}-pod")
+}
+
+pub fn container(name: &str, component: &str) -> String {
+    format!("{name}-{component}")
+}
+
+pub fn pod_unit(name: &str) -> String {
+    format!("{}.service", pod(name))
+}
+
+pub fn unit(name: &str, component: &str) -> String {
+    format!("{}.service", container(name, component))
+}
+
+/// Default named volume for image blobs.
+pub fn storage_volume(name: &str) -> String {
+    format!("{name}-storage")
+}
+
+/// Default named volume for Quay's SQLite database.
+pub fn sqlite_volume(name: &str) -> String {
+    format!("{name}-sqlite-storage")
+}
+
+/// Default root directory (config, TLS, secrets), like the original's --quayRoot.
+pub fn default_root(name: &str) -> PathBuf {
+    PathBuf::from("/var/lib/mirror-registry").join(name)
+}
+
+/// The labels that mark an object as owned by registry `name`.
+pub fn owner_labels(name: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (OWNER_LABEL.to_string(), name.to_string()),
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// Layout under the root directory.
+pub mod root {
+    use std::path::{Path, PathBuf};
+    pub fn config_dir(root: &Path) -> PathBuf {
+        root.join("config")
+    }
+    pub fn tls_dir(root: &Path) -> PathBuf {
+        root.join("tls")
+    }
+    pub fn secrets_dir(root: &Path) -> PathBuf {
+        root.join("secrets")
+    }
+    pub fn credentials_file(root: &Path) -> PathBuf {
+        secrets_dir(root).join("init-credentials")
+    }
+    pub fn htpasswd_file(root: &Path) -> PathBuf {
+        secrets_dir(root).join("htpasswd")
+    }
+}

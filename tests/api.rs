@@ -1,0 +1,433 @@
+//! The API contract: every example is valid, every bad spec is rejected
+//! naming its field, crds/ matches the types, `explain` reads the schema.
+
+use std::path::{Path, PathBuf};
+
+use mirror_registry::api::{defaults, load, schema, Engine};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+const HEAD: &str =
+    "apiVersion: mirrorregistry.io/v1alpha1\nkind: MirrorRegistry\nmetadata:\n  name: t\n";
+
+fn problems(text: &str) -> Vec<String> {
+    match load::parse(Path::new("/specs/t.yaml"), text.as_bytes()) {
+        Ok(_) => vec![],
+        Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn every_example_is_valid() {
+    let dir = repo().join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let bytes = std::fs::read(&path).unwrap();
+            if let Err(e) = load::parse(&path, &bytes) {
+                panic!("{e}");
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "expected the four examples, found {n}");
+}
+
+/// (spec body after the header, the field path the rejection must name,
+/// a fragment of its message)
+const BAD: &[(&str, &str, &str)] = &[
+    (
+        "spec:\n  port: 70000\n",
+        "spec.port",
+        "must be 1-65535, got 70000",
+    ),
+    ("spec:\n  port: 0\n", "spec.port", "must be 1-65535"),
+    (
+        "spec:\n  port: \"8443\"\n",
+        "spec.port",
+        "expected integer, got string",
+    ),
+    ("spec:\n  port: -1\n", "spec.port", ""),
+    ("spec:\n  prot: 5000\n", "spec.prot", "did you mean 'port'"),
+    (
+        "spec:\n  engine: dist\n",
+        "spec.engine",
+        "must be one of quay, distribution",
+    ),
+    (
+        "spec:\n  tls:\n    certFile: /a.crt\n",
+        "spec.tls",
+        "certFile and keyFile go together",
+    ),
+    (
+        "spec:\n  tls:\n    keyFile: /a.key\n",
+        "spec.tls",
+        "certFile and keyFile go together",
+    ),
+    (
+        "spec:\n  tls:\n    certFile: a.crt\n    keyFile: /a.key\n",
+        "spec.tls.certFile",
+        "absolute",
+    ),
+    (
+        "spec:\n  tls:\n    certFile: /a.crt\n    keyFile: /a.key\n    extraSans: [x]\n",
+        "spec.tls.extraSans",
+        "only for a generated certificate",
+    ),
+    (
+        "spec:\n  tls:\n    extraSans: [\"bad name\"]\n",
+        "spec.tls.extraSans[0]",
+        "not a host name",
+    ),
+    (
+        "spec:\n  tls:\n    skipHostnameCheck: true\n",
+        "spec.tls.skipHostnameCheck",
+        "only with certFile",
+    ),
+    (
+        "spec:\n  tls:\n    certfile: /a.crt\n",
+        "spec.tls.certfile",
+        "did you mean 'certFile'",
+    ),
+    (
+        "spec:\n  hostname: bad_host\n",
+        "spec.hostname",
+        "not a valid host name",
+    ),
+    (
+        "spec:\n  hostname: -a.example.org\n",
+        "spec.hostname",
+        "not a valid host name",
+    ),
+    (
+        "spec:\n  root: relative/dir\n",
+        "spec.root",
+        "must be an absolute path",
+    ),
+    ("spec:\n  root: /\n", "spec.root", "must not be /"),
+    (
+        "spec:\n  storage:\n    volume: a\n    path: /b\n",
+        "spec.storage",
+        "not both",
+    ),
+    (
+        "spec:\n  storage: {}\n",
+        "spec.storage",
+        "set one of volume or path",
+    ),
+    (
+        "spec:\n  storage:\n    path: blobs\n",
+        "spec.storage.path",
+        "absolute",
+    ),
+    (
+        "spec:\n  storage:\n    volume: -bad\n",
+        "spec.storage.volume",
+        "not a valid volume name",
+    ),
+    (
+        "spec:\n  engine: distribution\n  database:\n    volume: db\n",
+        "spec.database",
+        "only for engine quay",
+    ),
+    (
+        "spec:\n  engine: distribution\n  images:\n    quay: q:1\n",
+        "spec.images.quay",
+        "only for engine quay",
+    ),
+    (
+        "spec:\n  engine: distribution\n  images:\n    redis: r:1\n",
+        "spec.images.redis",
+        "only for engine quay",
+    ),
+    (
+        "spec:\n  engine: quay\n  images:\n    registry: r:2\n",
+        "spec.images.registry",
+        "only for engine distribution",
+    ),
+    (
+        "spec:\n  images:\n    archive: image.tar\n",
+        "spec.images.archive",
+        "absolute",
+    ),
+    (
+        "spec:\n  images:\n    pause: \"has space\"\n",
+        "spec.images.pause",
+        "not an image reference",
+    ),
+    (
+        "spec:\n  initUser:\n    username: Admin\n",
+        "spec.initUser.username",
+        "not a valid user name",
+    ),
+    (
+        "spec:\n  initUser:\n    passwordFile: pw\n",
+        "spec.initUser.passwordFile",
+        "absolute",
+    ),
+    (
+        "spec:\n  paused: \"yes\"\n",
+        "spec.paused",
+        "expected boolean",
+    ),
+    (
+        "spec:\n  deletionPolicy: Destroy\n",
+        "spec.deletionPolicy",
+        "must be one of Retain, Delete",
+    ),
+    (
+        "spec:\n  storage: []\n",
+        "spec.storage",
+        "expected object, got array",
+    ),
+    (
+        "status:\n  phase: Ready\nspex: {}\n",
+        "spex",
+        "did you mean 'spec'",
+    ),
+];
+
+#[test]
+fn every_bad_spec_is_rejected_naming_its_field() {
+    for (body, path, fragment) in BAD {
+        let text = format!("{HEAD}{body}");
+        let got = problems(&text);
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with(&format!("{path}: ")) && p.contains(fragment)),
+            "spec\n{text}\nexpected a problem at {path} containing {fragment:?}, got {got:?}"
+        );
+    }
+}
+
+#[test]
+fn header_and_name_problems() {
+    let got = problems("apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\n");
+    for want in [
+        "apiVersion: must be mirrorregistry.io/v1alpha1",
+        "kind: must be MirrorRegistry",
+        "metadata.name: must be a DNS-1123 label",
+    ] {
+        assert!(
+            got.iter().any(|p| p.starts_with(want)),
+            "{want} not in {got:?}"
+        );
+    }
+    let missing = problems("metadata:\n  name: t\n");
+    assert!(
+        missing
+            .iter()
+            .any(|p| p.starts_with("apiVersion: required")),
+        "{missing:?}"
+    );
+    // Without metadata.name the file name is the name, and must be valid too.
+    let e = load::parse(
+        Path::new("/specs/My_Registry.yaml"),
+        b"apiVersion: mirrorregistry.io/v1alpha1\nkind: MirrorRegistry\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("taken from the file name"), "{e}");
+    let ok = load::parse(
+        Path::new("/specs/edge-1.yml"),
+        b"apiVersion: mirrorregistry.io/v1alpha1\nkind: MirrorRegistry\n",
+    )
+    .unwrap();
+    assert_eq!(ok.name, "edge-1");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let got = problems(&format!(
+        "{HEAD}spec:\n  prot: 1\n  port: 70000\n  engine: dist\n  tls: {{certFile: /x}}\n  hostname: \"a b\"\n"
+    ));
+    for path in [
+        "spec.prot",
+        "spec.port",
+        "spec.engine",
+        "spec.tls",
+        "spec.hostname",
+    ] {
+        assert!(
+            got.iter().any(|p| p.starts_with(&format!("{path}: "))),
+            "{path} missing from {got:?}"
+        );
+    }
+}
+
+#[test]
+fn syntax_errors_name_file_line_and_column() {
+    let e = load::parse(
+        Path::new("/specs/broken.yaml"),
+        b"apiVersion: x\nspec:\n  port: [\n",
+    )
+    .unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("/specs/broken.yaml: line "), "{s}");
+    assert!(s.contains("column"), "{s}");
+    let e = load::parse(Path::new("/specs/bin.yaml"), &[0xff, 0xfe, 0x00, 0x41]).unwrap_err();
+    assert!(e.to_string().contains("not UTF-8"), "{e}");
+    let e = load::parse(Path::new("/specs/list.yaml"), b"- a\n- b\n").unwrap_err();
+    assert!(e.to_string().contains("expected a mapping"), "{e}");
+    let huge = vec![b'#'; load::MAX_SPEC_BYTES + 1];
+    let e = load::parse(Path::new("/specs/huge.yaml"), &huge).unwrap_err();
+    assert!(e.to_string().contains("at most"), "{e}");
+    let e = load::parse(Path::new("/specs/two.yaml"), b"a: 1\n---\nb: 2\n").unwrap_err();
+    assert!(e.to_string().contains("invalid YAML"), "{e}");
+}
+
+#[test]
+fn a_damaged_status_never_rejects_the_spec() {
+    let text =
+        format!("{HEAD}spec:\n  engine: distribution\nstatus:\n  phase: Sideways\n  bogus: 1\n");
+    let l = load::parse(Path::new("/specs/t.yaml"), text.as_bytes()).unwrap();
+    assert!(l.resource.status.is_none());
+    let text = format!("{HEAD}spec:\n  engine: distribution\nstatus:\n  phase: Ready\n");
+    let l = load::parse(Path::new("/specs/t.yaml"), text.as_bytes()).unwrap();
+    assert_eq!(
+        l.resource.status.unwrap().phase,
+        mirror_registry::api::Phase::Ready
+    );
+}
+
+#[test]
+fn defaults_and_hash_ignore_formatting() {
+    let host = defaults::HostFacts {
+        fqdn: "Host.Example.ORG".into(),
+    };
+    let a = load::parse(
+        Path::new("/s/r.yaml"),
+        b"apiVersion: mirrorregistry.io/v1alpha1\nkind: MirrorRegistry\nspec:\n  engine: distribution\n",
+    )
+    .unwrap();
+    let b = load::parse(
+        Path::new("/s/r.yaml"),
+        b"# a comment\napiVersion: \"mirrorregistry.io/v1alpha1\"\nkind: MirrorRegistry\nspec: {engine: distribution, port: 8443, paused: false}\n",
+    )
+    .unwrap();
+    let ra = defaults::resolve(&a.resource, &a.name, &host);
+    let rb = defaults::resolve(&b.resource, &b.name, &host);
+    assert_eq!(ra.hash(), rb.hash());
+    assert!(ra.hash().starts_with("sha256:"));
+    assert_eq!(ra.hostname, "host.example.org");
+    assert_eq!(ra.port, 8443);
+    assert_eq!(ra.engine, Engine::Distribution);
+    assert_eq!(ra.root, PathBuf::from("/var/lib/mirror-registry/r"));
+    assert_eq!(ra.storage, defaults::Storage::Volume("r-storage".into()));
+    assert_eq!(ra.database, None);
+    assert_eq!(
+        ra.images.registry.as_deref(),
+        Some(defaults::DISTRIBUTION_IMAGE)
+    );
+    let c = load::parse(
+        Path::new("/s/r.yaml"),
+        b"apiVersion: mirrorregistry.io/v1alpha1\nkind: MirrorRegistry\nspec:\n  engine: distribution\n  port: 9443\n",
+    )
+    .unwrap();
+    assert_ne!(
+        defaults::resolve(&c.resource, &c.name, &host).hash(),
+        ra.hash()
+    );
+}
+
+#[test]
+fn crds_are_fresh() {
+    for (name, content) in schema::generated_files() {
+        let path = repo().join("crds").join(name);
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == content,
+            "{} is stale: run `cargo run --bin crdgen`",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn crd_is_structural() {
+    let crd = schema::crd();
+    let v = &crd["spec"]["versions"][0];
+    let s = &v["schema"]["openAPIV3Schema"];
+    assert_eq!(s["type"], "object");
+    let text = serde_json::to_string(s).unwrap();
+    for forbidden in ["\"$ref\"", "\"oneOf\"", "\"const\"", "\"$schema\""] {
+        assert!(!text.contains(forbidden), "CRD schema contains {forbidden}");
+    }
+    assert_eq!(v["subresources"]["status"], serde_json::json!({}));
+    let cols: Vec<&str> = v["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["Phase", "Endpoint", "Age"]);
+    assert_eq!(
+        s["properties"]["spec"]["properties"]["engine"]["enum"],
+        serde_json::json!(["quay", "distribution"])
+    );
+}
+
+#[test]
+fn explain_reads_the_schema() {
+    let t = schema::explain("spec.tls").unwrap();
+    assert!(t.contains("FIELD:    spec.tls <object>"), "{t}");
+    assert!(t.contains("certFile"), "{t}");
+    let p = schema::explain("mirrorregistry.spec.port").unwrap();
+    assert!(p.contains("DEFAULT:  8443"), "{p}");
+    let e = schema::explain("spec.engine").unwrap();
+    assert!(e.contains("ENUM:     quay, distribution"), "{e}");
+    let c = schema::explain("status.conditions.reason").unwrap();
+    assert!(c.contains("<string>"), "{c}");
+    let err = schema::explain("spec.nope").unwrap_err();
+    assert!(err.contains("fields are:") && err.contains("port"), "{err}");
+}
+
+#[test]
+fn mrctl_validate_exit_codes() {
+    let mrctl = env!("CARGO_BIN_EXE_mrctl");
+    let ok = std::process::Command::new(mrctl)
+        .arg("validate")
+        .arg("-f")
+        .args(
+            ["minimal", "quay", "custom-tls", "gitops"]
+                .iter()
+                .map(|n| repo().join("examples").join(format!("{n}.yaml"))),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!("{HEAD}spec:\n  port: 70000\n  tls: {{certFile: /c}}\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(mrctl)
+        .args(["validate", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bad.yaml: spec.port: must be 1-65535, got 70000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml: spec.tls: certFile and keyFile go together"),
+        "{text}"
+    );
+    let usage = std::process::Command::new(mrctl)
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
