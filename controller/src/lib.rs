@@ -5,3 +5,4 @@ pub mod api;
 pub mod cli;
 pub mod host;
 pub mod naming;
+pub mod render;

@@ -1,0 +1,117 @@
+//! Spec → desired host state, pure: no I/O, no clock, no randomness. Same
+//! input, same bytes out; golden files in tests/golden pin the output.
+
+pub mod distribution;
+pub mod unit;
+
+use std::path::PathBuf;
+
+use crate::api::defaults::{Resolved, Storage};
+use crate::api::Engine;
+use crate::naming;
+
+/// Host facts render needs; chosen by the controller's scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The podman binary units run.
+    pub podman: PathBuf,
+    /// Target units are enabled into: `multi-user.target` (system) or
+    /// `default.target` (user).
+    pub wanted_by: String,
+}
+
+/// A file under the registry's root the controller writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct File {
+    pub path: PathBuf,
+    pub content: String,
+    pub mode: u32,
+}
+
+/// A systemd unit file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub name: String,
+    pub content: String,
+}
+
+/// One container and the unit that runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Component {
+    /// Short name (`registry`, `app`, `redis`).
+    pub name: String,
+    pub container: String,
+    pub unit: String,
+    pub image: String,
+}
+
+/// Everything the host should hold for one registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub name: String,
+    pub pod: String,
+    pub pod_unit: Unit,
+    /// Component units in start order.
+    pub units: Vec<Unit>,
+    pub components: Vec<Component>,
+    pub files: Vec<File>,
+    /// Directories under root, with modes.
+    pub dirs: Vec<(PathBuf, u32)>,
+    /// Named volumes to create (labelled as owned).
+    pub volumes: Vec<String>,
+    /// Host directories for data, created when missing.
+    pub data_paths: Vec<PathBuf>,
+    pub images: Vec<String>,
+    /// The host port the pod publishes.
+    pub port: u16,
+    /// URL path probed over HTTPS for health.
+    pub health_path: String,
+}
+
+impl Desired {
+    /// Every unit: the pod's first, then the components' in start order.
+    pub fn all_units(&self) -> impl Iterator<Item = &Unit> {
+        std::iter::once(&self.pod_unit).chain(self.units.iter())
+    }
+}
+
+/// Directory layout under root shared by every engine.
+pub fn root_dirs(root: &std::path::Path) -> Vec<(PathBuf, u32)> {
+    vec![
+        (root.to_path_buf(), 0o700),
+        (naming::root::config_dir(root), 0o700),
+        (naming::root::tls_dir(root), 0o700),
+        (naming::root::secrets_dir(root), 0o700),
+    ]
+}
+
+/// The volume name or host path a storage mounts from.
+pub fn storage_source(s: &Storage) -> String {
+    match s {
+        Storage::Volume(v) => v.clone(),
+        Storage::Path(p) => p.display().to_string(),
+    }
+}
+
+fn split_storage(all: &[&Storage]) -> (Vec<String>, Vec<PathBuf>) {
+    let mut volumes = Vec::new();
+    let mut paths = Vec::new();
+    for s in all {
+        match s {
+            Storage::Volume(v) => volumes.push(v.clone()),
+            Storage::Path(p) => paths.push(p.clone()),
+        }
+    }
+    (volumes, paths)
+}
+
+/// Renders the desired state of a validated, defaulted spec.
+pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
+    match r.engine {
+        Engine::Distribution => Ok(distribution::render(r, cx)),
+        Engine::Quay => Err(
+            "engine quay is not available in this version of the controller; use engine: distribution"
+                .to_string(),
+        ),
+    }
+}

@@ -1,0 +1,201 @@
+//! systemd unit text: the pod unit shared by every engine, and a container
+//! unit builder, shaped like `podman generate systemd --new` output.
+
+use std::path::Path;
+
+use super::{Context, Unit};
+use crate::naming;
+
+/// Quotes one command-line word for an Exec= line: `%` and `$` are
+/// specifiers/variables to systemd, whitespace and quotes need quoting.
+pub fn quote(arg: &str) -> String {
+    let escaped = arg.replace('%', "%%").replace('$', "$$");
+    if escaped.is_empty()
+        || escaped
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'))
+    {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        escaped
+    }
+}
+
+fn exec(args: &[String]) -> String {
+    // Specifiers like %t must survive, so only user-derived words are quoted
+    // (by the callers); here words are joined with continuation lines.
+    args.join(" \\\n\t")
+}
+
+const HEADER: &str = "# Written by mirror-registry-controller; edits are overwritten.\n";
+
+fn pid_file(pod: &str) -> String {
+    format!("%t/{pod}.pid")
+}
+
+fn pod_id_file(pod: &str) -> String {
+    format!("%t/{pod}.pod-id")
+}
+
+/// `<name>-pod.service`: creates the pod (publishing `host_port` to
+/// `container_port`) and keeps its infra container running. It wants its
+/// component units, so restarting the pod brings them back.
+pub fn pod_unit(
+    name: &str,
+    host_port: u16,
+    container_port: u16,
+    components: &[String],
+    cx: &Context,
+) -> Unit {
+    let pod = naming::pod(name);
+    let podman = quote(&cx.podman.display().to_string());
+    let wants = components.join(" ");
+    let mut create = vec![
+        format!("ExecStartPre={podman} pod create"),
+        format!("--infra-conmon-pidfile {}", pid_file(&pod)),
+        format!("--pod-id-file {}", pod_id_file(&pod)),
+        format!("--name {}", quote(&pod)),
+    ];
+    for (k, v) in naming::owner_labels(name) {
+        create.push(format!("--label {}", quote(&format!("{k}={v}"))));
+    }
+    create.push(format!("--publish {host_port}:{container_port}"));
+    create.push("--replace".into());
+    let content = format!(
+        "{HEADER}[Unit]
+Description=Podman pod {pod} of MirrorRegistry {name}
+Wants=network-online.target {wants}
+After=network-online.target
+Before={wants}
+
+[Service]
+Environment=PODMAN_SYSTEMD_UNIT=%n
+Restart=on-failure
+TimeoutStopSec=70
+ExecStartPre=/bin/rm -f {pid} {podid}
+{create}
+ExecStart={podman} pod start --pod-id-file {podid}
+ExecStop={podman} pod stop --ignore --pod-id-file {podid} -t 10
+ExecStopPost={podman} pod rm --ignore -f --pod-id-file {podid}
+PIDFile={pid}
+Type=forking
+
+[Install]
+WantedBy={wanted_by}
+",
+        pid = pid_file(&pod),
+        podid = pod_id_file(&pod),
+        create = exec(&create),
+        wanted_by = cx.wanted_by,
+    );
+    Unit {
+        name: naming::pod_unit(name),
+        content,
+    }
+}
+
+/// A bind mount or volume for `podman run -v`.
+pub struct Mount<'a> {
+    pub source: &'a str,
+    pub target: &'a str,
+    pub options: &'a str,
+}
+
+pub struct ContainerUnit<'a> {
+    pub name: &'a str,
+    pub component: &'a str,
+    pub description: &'a str,
+    pub image: &'a str,
+    pub mounts: Vec<Mount<'a>>,
+    /// Units this one needs besides the pod (e.g. redis before app).
+    pub after: Vec<String>,
+    pub env: Vec<(&'a str, &'a str)>,
+}
+
+/// `<name>-<component>.service`: runs the container in the pod, in the
+/// foreground, so systemd sees it exit and restarts it (Restart=always).
+pub fn container_unit(c: &ContainerUnit<'_>, cx: &Context) -> Unit {
+    let pod = naming::pod(c.name);
+    let container = naming::container(c.name, c.component);
+    let podman = quote(&cx.podman.display().to_string());
+    let mut run = vec![
+        format!("ExecStart={podman} run"),
+        format!("--name {}", quote(&container)),
+        format!("--pod-id-file {}", pod_id_file(&pod)),
+        "--replace".into(),
+        "--rm".into(),
+        // The controller makes sure the image is present; a unit must never
+        // reach out to a registry on an air-gapped host.
+        "--pull never".into(),
+    ];
+    for (k, v) in naming::owner_labels(c.name) {
+        run.push(format!("--label {}", quote(&format!("{k}={v}"))));
+    }
+    for (k, v) in &c.env {
+        run.push(format!("--env {}", quote(&format!("{k}={v}"))));
+    }
+    for m in &c.mounts {
+        run.push(format!(
+            "--volume {}",
+            quote(&format!("{}:{}:{}", m.source, m.target, m.options))
+        ));
+    }
+    run.push(quote(c.image));
+    let pod_unit = naming::pod_unit(c.name);
+    let mut after = vec![pod_unit.clone()];
+    after.extend(c.after.iter().cloned());
+    let requires = if c.after.is_empty() {
+        String::new()
+    } else {
+        format!("Requires={}\n", c.after.join(" "))
+    };
+    let content = format!(
+        "{HEADER}[Unit]
+Description={desc} of MirrorRegistry {name}
+BindsTo={pod_unit}
+{requires}After={after}
+
+[Service]
+Environment=PODMAN_SYSTEMD_UNIT=%n
+Restart=always
+RestartSec=1
+TimeoutStopSec=70
+{run}
+ExecStop={podman} stop --ignore -t 10 {container}
+ExecStopPost={podman} rm --ignore -f {container}
+Type=simple
+
+[Install]
+WantedBy={wanted_by}
+",
+        desc = c.description,
+        name = c.name,
+        after = after.join(" "),
+        run = exec(&run),
+        container = quote(&container),
+        wanted_by = cx.wanted_by,
+    );
+    Unit {
+        name: naming::unit(c.name, c.component),
+        content,
+    }
+}
+
+/// Mount source for a path: its display form.
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("plain-word"), "plain-word");
+        assert_eq!(quote("/a b/c"), "\"/a b/c\"");
+        assert_eq!(quote("100%"), "100%%");
+        assert_eq!(quote("$HOME"), "$$HOME");
+        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+    }
+}
