@@ -5,4 +5,6 @@ pub mod api;
 pub mod cli;
 pub mod host;
 pub mod naming;
+pub mod reconcile;
 pub mod render;
+pub mod settings;

@@ -1,0 +1,4 @@
+//! The controller: a queue of names, and the reconcile function that
+//! converges one registry to its spec file.
+
+pub mod queue;

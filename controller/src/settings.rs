@@ -1,0 +1,66 @@
+//! Where things live, per scope: the one place both binaries take their
+//! default directories from.
+
+use std::path::PathBuf;
+
+/// Which systemd manager and unit directory the controller uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scope {
+    /// The system manager on the system bus; units in /etc/systemd/system.
+    System,
+    /// The calling user's manager on the session bus; units in
+    /// ~/.config/systemd/user.
+    User,
+}
+
+impl Scope {
+    pub fn user(self) -> bool {
+        self == Scope::User
+    }
+
+    /// The target units are enabled into, so they start on boot.
+    pub fn wanted_by(self) -> &'static str {
+        match self {
+            Scope::System => "multi-user.target",
+            Scope::User => "default.target",
+        }
+    }
+}
+
+pub const DEFAULT_WATCH_DIR: &str = "/etc/mirror-registry";
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// Default state directory: what the controller owns (status copies,
+/// ownership records).
+pub fn default_state_dir(scope: Scope) -> PathBuf {
+    match scope {
+        Scope::System => PathBuf::from("/var/lib/mirror-registry-controller"),
+        Scope::User => std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home().join(".local/state"))
+            .join("mirror-registry-controller"),
+    }
+}
+
+/// Where podman and skopeo look for a registry's CA: root's podman reads
+/// /etc/containers/certs.d whatever the systemd scope; a rootless one its
+/// own config directory.
+pub fn certs_d() -> PathBuf {
+    // SAFETY-free check of the effective uid through /proc (no libc crate).
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root {
+        PathBuf::from("/etc/containers/certs.d")
+    } else {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home().join(".config"))
+            .join("containers/certs.d")
+    }
+}
