@@ -1,3 +1,4 @@
 //! Thin adapters to the host: each does one thing and knows nothing of specs.
 
 pub mod files;
+pub mod tls;
