@@ -2,3 +2,4 @@
 //! registry on one host. See ARCHITECTURE.md for the module map.
 
 pub mod host;
+pub mod spec_file;
