@@ -8,3 +8,4 @@ pub mod naming;
 pub mod reconcile;
 pub mod render;
 pub mod settings;
+pub mod spec_file;

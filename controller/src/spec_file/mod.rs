@@ -1,0 +1,6 @@
+//! The user's spec files on disk: splicing status back into them, writing
+//! them safely, and watching their directory.
+
+pub mod splice;
+pub mod watch;
+pub mod write;
