@@ -1,0 +1,623 @@
+//! The reconcile function. Each step observes, compares and acts only on a
+//! difference, so a converged registry costs reads and nothing else.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::queue::Next;
+use super::status::{self as st, Conditions, Written};
+use super::{record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE};
+use crate::api::defaults::{self, Resolved, Tls};
+use crate::api::{load, Component, Phase, Status};
+use crate::host::podman::Podman;
+use crate::host::systemd::Systemd;
+use crate::host::{credentials, files, tls};
+use crate::naming;
+use crate::render::{self, Desired};
+
+/// Looks at registry `name` again: converge it to its spec file, report a
+/// bad spec, or tear it down when its file is gone.
+pub async fn reconcile(cx: &Context, name: &str) -> Next {
+    let files = cx.files_for(name);
+    match files.as_slice() {
+        [] => teardown::run(cx, name).await,
+        [one] => reconcile_file(cx, name, one).await,
+        many => duplicate(cx, name, many),
+    }
+}
+
+/// The same name in two files: both are told, neither wins, the host is left
+/// alone.
+fn duplicate(cx: &Context, name: &str, files: &[PathBuf]) -> Next {
+    let mut next = Next::Done;
+    for f in files {
+        let Ok(bytes) = std::fs::read(f) else { continue };
+        let others: Vec<String> = files
+            .iter()
+            .filter(|o| *o != f)
+            .map(|o| o.display().to_string())
+            .collect();
+        let problem = format!(
+            "metadata.name: '{name}' is also used by {}; each registry needs its own name, so neither file is applied",
+            others.join(", ")
+        );
+        let prev = load::parse(f, &bytes)
+            .ok()
+            .and_then(|l| l.resource.status)
+            .or_else(|| record::load_status(&cx.state_dir, name));
+        let status = invalid_status(prev.as_ref(), &[problem], "DuplicateName");
+        if write_status(cx, name, f, &bytes, prev.as_ref(), &status) == Written::Conflict {
+            next = Next::After(Duration::ZERO);
+        }
+    }
+    next
+}
+
+fn invalid_status(prev: Option<&Status>, problems: &[String], reason: &str) -> Status {
+    let prev_conditions = prev.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let mut c = Conditions::new(prev_conditions);
+    c.set(
+        st::READY,
+        Some(false),
+        reason,
+        "the spec is not valid; the running registry, if any, is left as it was",
+    );
+    c.set(st::SPEC_VALID, Some(false), reason, problems.join("; "));
+    // What was observed before stays: the registry has not been touched.
+    let mut s = prev.cloned().unwrap_or_default();
+    s.phase = Phase::Failed;
+    s.conditions = merge_conditions(prev_conditions, c.list);
+    s
+}
+
+/// Replaces conditions of the same type, keeps the others, in a fixed order.
+fn merge_conditions(
+    prev: &[crate::api::Condition],
+    new: Vec<crate::api::Condition>,
+) -> Vec<crate::api::Condition> {
+    let mut out: Vec<_> = prev
+        .iter()
+        .filter(|p| !new.iter().any(|n| n.type_ == p.type_))
+        .cloned()
+        .collect();
+    out.extend(new);
+    sort_conditions(&mut out);
+    out
+}
+
+const ORDER: [&str; 6] = [
+    st::READY,
+    st::SPEC_VALID,
+    st::CERTIFICATE_VALID,
+    st::IMAGES_PRESENT,
+    st::UNITS_ACTIVE,
+    st::HEALTHY,
+];
+
+fn sort_conditions(list: &mut [crate::api::Condition]) {
+    list.sort_by_key(|c| ORDER.iter().position(|t| *t == c.type_).unwrap_or(ORDER.len()));
+}
+
+/// Writes status to the state dir always, and into the spec file in inline
+/// mode.
+fn write_status(
+    cx: &Context,
+    name: &str,
+    file: &Path,
+    read: &[u8],
+    current: Option<&Status>,
+    status: &Status,
+) -> Written {
+    if let Err(e) = record::save_status(&cx.state_dir, name, status) {
+        tracing::warn!(registry = name, error = %e, "cannot keep status in the state directory");
+    }
+    if cx.status_mode == StatusMode::StateOnly {
+        return Written::Unchanged;
+    }
+    let w = st::write_inline(file, read, current, status);
+    match &w {
+        Written::StateOnly(why) => {
+            tracing::debug!(registry = name, file = %file.display(), why, "status kept in the state directory only")
+        }
+        Written::Written => {
+            tracing::info!(registry = name, phase = status.phase.as_str(), "status written")
+        }
+        _ => {}
+    }
+    w
+}
+
+async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        // Gone since the last scan: rescan and look again.
+        Err(_) => {
+            for n in cx.rescan() {
+                tracing::debug!(registry = %n, "changed");
+            }
+            return Next::After(Duration::from_millis(100));
+        }
+    };
+    let loaded = match load::parse(path, &bytes) {
+        Ok(l) => l,
+        Err(invalid) => {
+            let prev = serde_yaml::from_slice::<serde_yaml::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("status").cloned())
+                .and_then(|s| serde_yaml::from_value::<Status>(s).ok());
+            let kept = prev
+                .clone()
+                .or_else(|| record::load_status(&cx.state_dir, name));
+            let problems: Vec<String> = invalid.problems.iter().map(|p| p.to_string()).collect();
+            tracing::warn!(registry = name, file = %path.display(), problems = %problems.join("; "), "invalid spec; registry left as it is");
+            let status = invalid_status(kept.as_ref(), &problems, "InvalidSpec");
+            return match write_status(cx, name, path, &bytes, prev.as_ref(), &status) {
+                Written::Conflict => Next::After(Duration::ZERO),
+                _ => Next::Done,
+            };
+        }
+    };
+    let resolved = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
+    let prev = loaded.resource.status.clone();
+    let prev_conditions = prev.as_ref().map(|p| p.conditions.clone()).unwrap_or_default();
+    let was_ready = prev.as_ref().is_some_and(|p| p.phase == Phase::Ready);
+    let mut c = Conditions::new(&prev_conditions);
+    c.set(st::SPEC_VALID, Some(true), "Valid", "spec parsed and validated");
+
+    let mut status = Status {
+        observed_spec_hash: Some(resolved.hash()),
+        endpoint: Some(resolved.endpoint()),
+        credentials_file: Some(naming::root::credentials_file(&resolved.root)),
+        ..Status::default()
+    };
+    let mut failed = false;
+    match converge(cx, &resolved, path, &mut c).await {
+        Ok(out) => {
+            status.ca_file = out.ca_file;
+            status.components = out.components;
+        }
+        Err(e) => {
+            failed = true;
+            tracing::warn!(registry = name, error = %e, "reconcile failed; backing off");
+            if matches!(e, Error::Podman(_) | Error::Systemd(_)) {
+                cx.reset_clients().await;
+            }
+            c.set(st::HEALTHY, None, "ReconcileError", e.to_string());
+            status.ca_file = prev.as_ref().and_then(|p| p.ca_file.clone());
+            status.components = prev.as_ref().map(|p| p.components.clone()).unwrap_or_default();
+        }
+    }
+    for t in ORDER.iter().skip(2) {
+        if c.get(t).is_none() {
+            c.set(t, None, "NotChecked", "not checked: an earlier step did not complete");
+        }
+    }
+    let phase = st::phase_of(&c, resolved.paused, was_ready);
+    let (reason, message) = ready_reason(&c, phase);
+    c.set(st::READY, Some(phase == Phase::Ready), &reason, message);
+    status.phase = phase;
+    let mut list = c.list;
+    sort_conditions(&mut list);
+    status.conditions = list;
+
+    let written = write_status(cx, name, path, &bytes, prev.as_ref(), &status);
+    if written == Written::Conflict {
+        return Next::After(Duration::ZERO);
+    }
+    match phase {
+        _ if failed => Next::Backoff,
+        Phase::Ready | Phase::Paused | Phase::Failed => Next::Done,
+        _ => Next::After(PROGRESS_REQUEUE),
+    }
+}
+
+fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
+    match phase {
+        Phase::Ready => ("Healthy".into(), "registry is serving".into()),
+        Phase::Paused => ("Paused".into(), "spec.paused is true: units stopped, data kept".into()),
+        _ => {
+            let bad = ORDER
+                .iter()
+                .skip(1)
+                .filter_map(|t| c.get(t))
+                .find(|x| x.status != "True");
+            match bad {
+                Some(b) => (b.reason.clone(), format!("{}: {}", b.type_, b.message)),
+                None => ("Progressing".into(), "converging".into()),
+            }
+        }
+    }
+}
+
+pub struct Converged {
+    pub ca_file: Option<PathBuf>,
+    pub components: Vec<Component>,
+}
+
+/// The steps, in order. Returns early (after observing) when a step finds a
+/// problem that makes going on unsafe, such as an invalid certificate.
+async fn converge(
+    cx: &Context,
+    r: &Resolved,
+    spec_file: &Path,
+    c: &mut Conditions<'_>,
+) -> Result<Converged, Error> {
+    let desired = render::render(r, &cx.render).map_err(Error::Other)?;
+    let (podman, systemd) = cx.clients().await?;
+
+    // Ownership first: whatever exists on the host is recorded before it is
+    // made, so a crash in between still leaves a complete record.
+    let trust_dir = cx.certs_d.join(r.host_port());
+    let generated = matches!(r.tls, Tls::Generated { .. });
+    let mut rec = record::load(&cx.state_dir, &r.name)?.unwrap_or_default();
+    rec.name = r.name.clone();
+    rec.spec_file = spec_file.to_path_buf();
+    rec.root = r.root.clone();
+    rec.pod = desired.pod.clone();
+    rec.deletion_policy = r.deletion_policy;
+    rec.units.extend(desired.all_units().map(|u| u.name.clone()));
+    rec.containers
+        .extend(desired.components.iter().map(|x| x.container.clone()));
+    if generated {
+        rec.trust_dirs.insert(trust_dir.clone());
+    }
+    record::save(&cx.state_dir, &rec)?;
+
+    // Root layout and modes.
+    for (dir, mode) in &desired.dirs {
+        files::ensure_dir(dir, *mode)?;
+    }
+
+    // TLS.
+    let mut inputs_changed = false;
+    let tls_dir = naming::root::tls_dir(&r.root);
+    let now = time::OffsetDateTime::now_utc();
+    let ca_file = match &r.tls {
+        Tls::Generated { extra_sans } => {
+            let (dns, ips) = tls::default_sans(&r.hostname, extra_sans);
+            let e = tls::ensure_generated(&tls_dir, &dns, &ips, now)?;
+            if let Some(why) = &e.reason {
+                tracing::info!(registry = %r.name, "{why}");
+            }
+            inputs_changed |= e.cert_changed || e.ca_changed;
+            c.set(
+                st::CERTIFICATE_VALID,
+                Some(true),
+                "Generated",
+                format!(
+                    "generated certificate for {} valid until {}; renewed 30 days before",
+                    r.hostname,
+                    e.not_after.date()
+                ),
+            );
+            Some(e.ca_file)
+        }
+        Tls::Provided {
+            cert_file,
+            key_file,
+            skip_hostname_check,
+        } => match tls::check_user_pair(cert_file, key_file, &r.hostname, *skip_hostname_check, now) {
+            Ok(info) => {
+                let cert = std::fs::read(cert_file).map_err(|e| Error::Other(format!("read {}: {e}", cert_file.display())))?;
+                let key = std::fs::read(key_file).map_err(|e| Error::Other(format!("read {}: {e}", key_file.display())))?;
+                inputs_changed |= files::write_if_changed(&tls_dir.join("tls.crt"), &cert, 0o644)?;
+                inputs_changed |= files::write_if_changed(&tls_dir.join("tls.key"), &key, 0o600)?;
+                c.set(
+                    st::CERTIFICATE_VALID,
+                    Some(true),
+                    "Provided",
+                    format!("{} valid until {}", cert_file.display(), info.not_after.date()),
+                );
+                None
+            }
+            Err(problems) => {
+                c.set(st::CERTIFICATE_VALID, Some(false), "InvalidCertificate", problems.join(" "));
+                // Keep serving with what runs now; only report.
+                let components = observe(&podman, &systemd, &desired, r, None, c).await?;
+                return Ok(Converged { ca_file: None, components });
+            }
+        },
+    };
+
+    // Credentials: the init user's password and the registry's htpasswd.
+    let (creds, _) = credentials::ensure_init_credentials(
+        &naming::root::secrets_dir(&r.root),
+        &r.init_username,
+        r.init_password_file.as_deref(),
+    )?;
+    inputs_changed |= credentials::ensure_htpasswd(&naming::root::htpasswd_file(&r.root), &creds)?;
+
+    // Config files.
+    for f in &desired.files {
+        inputs_changed |= files::write_if_changed(&f.path, f.content.as_bytes(), f.mode)?;
+    }
+
+    // Images.
+    let images_ok = match ensure_images(&podman, &desired.images, r.images.archive.as_deref()).await {
+        Ok(how) => {
+            c.set(st::IMAGES_PRESENT, Some(true), "Present", how);
+            true
+        }
+        Err(msg) => {
+            c.set(st::IMAGES_PRESENT, Some(false), "ImageMissing", msg);
+            false
+        }
+    };
+
+    // Volumes and data directories.
+    let labels = naming::owner_labels(&r.name);
+    for v in &desired.volumes {
+        if podman.volume(v).await?.is_none() {
+            rec.volumes.insert(v.clone());
+            record::save(&cx.state_dir, &rec)?;
+            podman.create_volume(v, &labels).await?;
+            tracing::info!(registry = %r.name, volume = %v, "created volume");
+        }
+    }
+    for p in &desired.data_paths {
+        if !p.exists() {
+            rec.data_paths.insert(p.clone());
+            record::save(&cx.state_dir, &rec)?;
+        }
+        files::ensure_dir(p, 0o700)?;
+    }
+
+    // The host trusts the CA, so podman login and skopeo verify TLS.
+    let stale: Vec<PathBuf> = rec
+        .trust_dirs
+        .iter()
+        .filter(|d| !(generated && **d == trust_dir))
+        .cloned()
+        .collect();
+    if let Some(ca) = &ca_file {
+        let pem = std::fs::read(ca).map_err(|e| Error::Other(format!("read {}: {e}", ca.display())))?;
+        files::ensure_dir(&trust_dir, 0o755)?;
+        files::write_if_changed(&trust_dir.join("ca.crt"), &pem, 0o644)?;
+    }
+    for d in stale {
+        remove_trust_dir(&d)?;
+        rec.trust_dirs.remove(&d);
+        record::save(&cx.state_dir, &rec)?;
+    }
+
+    // Units.
+    if images_ok {
+        units(cx, &systemd, &desired, r, inputs_changed, c).await?;
+    }
+    let components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
+    Ok(Converged { ca_file, components })
+}
+
+pub fn remove_trust_dir(d: &Path) -> Result<(), Error> {
+    files::remove_if_exists(&d.join("ca.crt"))?;
+    let _ = std::fs::remove_dir(d);
+    Ok(())
+}
+
+/// Makes every image present: already there, loaded from the archive, or
+/// pulled. Err carries a message naming the image.
+async fn ensure_images(podman: &Podman, images: &[String], archive: Option<&Path>) -> Result<String, String> {
+    let mut missing = Vec::new();
+    for i in images {
+        if !podman.image_exists(i).await.map_err(|e| e.to_string())? {
+            missing.push(i.clone());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(format!("present: {}", images.join(", ")));
+    }
+    if let Some(a) = archive {
+        if !a.is_file() {
+            return Err(format!(
+                "image {} is missing and spec.images.archive {} does not exist",
+                missing.join(", "),
+                a.display()
+            ));
+        }
+        tracing::info!(archive = %a.display(), images = %missing.join(", "), "loading image archive");
+        podman
+            .load_archive(a)
+            .await
+            .map_err(|e| format!("image {} is missing; loading {} failed: {e}", missing.join(", "), a.display()))?;
+        for m in &missing {
+            if !podman.image_exists(m).await.map_err(|e| e.to_string())? {
+                return Err(format!("image {m} is missing and the archive {} does not contain it", a.display()));
+            }
+        }
+        return Ok(format!("loaded from {}: {}", a.display(), missing.join(", ")));
+    }
+    for m in &missing {
+        tracing::info!(image = %m, "pulling image");
+        podman.pull(m).await.map_err(|e| {
+            format!("image {m} is missing and could not be pulled ({e}); on an air-gapped host set spec.images.archive")
+        })?;
+    }
+    Ok(format!("pulled: {}", missing.join(", ")))
+}
+
+/// Whether something other than our pod holds `port`.
+fn port_taken(port: u16) -> bool {
+    std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).is_err()
+}
+
+/// Writes unit files that differ, reloads once, enables, and starts or
+/// restarts only what changed or is not running.
+async fn units(
+    cx: &Context,
+    systemd: &Systemd,
+    desired: &Desired,
+    r: &Resolved,
+    inputs_changed: bool,
+    c: &mut Conditions<'_>,
+) -> Result<(), Error> {
+    files::ensure_dir(&cx.unit_dir, 0o755)?;
+    let pod_path = cx.unit_dir.join(&desired.pod_unit.name);
+    let old_pod = files::read_optional(&pod_path)?;
+    let publish = format!("--publish {}:", r.port);
+    let same_port = old_pod
+        .as_deref()
+        .is_some_and(|b| String::from_utf8_lossy(b).contains(&publish));
+    let mut changed = BTreeSet::new();
+    for u in desired.all_units() {
+        if files::write_if_changed(&cx.unit_dir.join(&u.name), u.content.as_bytes(), 0o644)? {
+            changed.insert(u.name.clone());
+        }
+    }
+    if !changed.is_empty() {
+        systemd.reload().await?;
+        tracing::info!(registry = %r.name, units = ?changed, "unit files written; manager reloaded");
+    }
+    let names: Vec<String> = desired.all_units().map(|u| u.name.clone()).collect();
+    if r.paused {
+        for n in names.iter().rev() {
+            systemd.stop(n).await?;
+        }
+        systemd.disable(&names).await?;
+        return Ok(());
+    }
+    let mut states = Vec::new();
+    for n in &names {
+        states.push(systemd.unit(n).await?);
+    }
+    if states.iter().any(|s| s.unit_file_state != "enabled") {
+        systemd.enable(&names).await?;
+    }
+    let pod = &desired.pod_unit.name;
+    let pod_active = states[0].active_state == "active";
+    let pod_changed = changed.contains(pod);
+    let mut pod_started = false;
+    if !pod_active || (pod_changed && !same_port) {
+        if port_taken(r.port) {
+            c.set(
+                st::UNITS_ACTIVE,
+                Some(false),
+                "PortConflict",
+                format!("port {} is already in use by another program; {pod} not started", r.port),
+            );
+            return Ok(());
+        }
+    }
+    if pod_changed && pod_active {
+        systemd.restart(pod).await?;
+        pod_started = true;
+    } else if !pod_active {
+        systemd.reset_failed(pod).await?;
+        systemd.start(pod).await?;
+        pod_started = true;
+    }
+    for (u, s) in desired.units.iter().zip(states.iter().skip(1)) {
+        let active = s.active_state == "active";
+        if pod_started || !active {
+            systemd.start(&u.name).await?;
+        } else if changed.contains(&u.name) || inputs_changed {
+            systemd.restart(&u.name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads unit, container and HTTPS state into conditions and components.
+async fn observe(
+    podman: &Podman,
+    systemd: &Systemd,
+    desired: &Desired,
+    r: &Resolved,
+    ca_file: Option<&Path>,
+    c: &mut Conditions<'_>,
+) -> Result<Vec<Component>, Error> {
+    let mut components = Vec::new();
+    let mut down = Vec::new();
+    let pod_state = systemd.unit(&desired.pod_unit.name).await?;
+    if pod_state.active_state != "active" {
+        down.push(format!("{} is {}", desired.pod_unit.name, pod_state.active_state));
+    }
+    for comp in &desired.components {
+        let unit = systemd.unit(&comp.unit).await?;
+        let container = podman.container(&comp.container).await?;
+        let running = container.as_ref().is_some_and(|x| x.running);
+        if unit.active_state != "active" {
+            down.push(format!("{} is {}", comp.unit, unit.active_state));
+        } else if !running {
+            down.push(format!("container {} is not running", comp.container));
+        }
+        components.push(Component {
+            name: comp.container.clone(),
+            unit: comp.unit.clone(),
+            active_state: unit.active_state.clone(),
+            container: container.as_ref().map(|x| x.name.clone()),
+            image: Some(comp.image.clone()),
+            healthy: unit.active_state == "active" && running,
+        });
+    }
+    if r.paused {
+        c.set(st::UNITS_ACTIVE, Some(false), "Paused", "units stopped because spec.paused is true");
+        c.set(st::HEALTHY, None, "Paused", "not probed while paused");
+        return Ok(components);
+    }
+    if c.get(st::UNITS_ACTIVE).is_none() {
+        if down.is_empty() {
+            c.set(st::UNITS_ACTIVE, Some(true), "Active", "all units active and containers running");
+        } else {
+            c.set(st::UNITS_ACTIVE, Some(false), "NotActive", down.join("; "));
+        }
+    }
+    if down.is_empty() {
+        match probe(r, &desired.health_path, ca_file).await {
+            Ok(msg) => c.set(st::HEALTHY, Some(true), "ProbeSucceeded", msg),
+            Err(msg) => {
+                for x in &mut components {
+                    x.healthy = false;
+                }
+                c.set(st::HEALTHY, Some(false), "ProbeFailed", msg)
+            }
+        }
+    } else {
+        c.set(st::HEALTHY, Some(false), "NotRunning", "not probed: units are not active");
+    }
+    Ok(components)
+}
+
+/// HTTPS GET of the health path through the published port, verifying the
+/// certificate for the registry's hostname against its CA.
+async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<String, String> {
+    let url = format!("{}{path}", r.endpoint());
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+        .resolve(&r.hostname, SocketAddr::from((Ipv4Addr::LOCALHOST, r.port)));
+    match (ca_file, &r.tls) {
+        (Some(ca), _) => {
+            let pem = std::fs::read(ca).map_err(|e| format!("read {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+            b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
+        }
+        (None, Tls::Provided { cert_file, skip_hostname_check, .. }) => {
+            let pem = std::fs::read(cert_file).map_err(|e| format!("read {}: {e}", cert_file.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{}: {e}", cert_file.display()))? {
+                b = b.add_root_certificate(cert);
+            }
+            if *skip_hostname_check {
+                b = b.danger_accept_invalid_hostnames(true);
+            }
+        }
+        _ => {}
+    }
+    let client = b.build().map_err(|e| e.to_string())?;
+    let resp = client.get(&url).send().await.map_err(|e| {
+        let mut msg = format!("GET {url}: {e}");
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        msg
+    })?;
+    let code = resp.status().as_u16();
+    if code == 200 || code == 401 {
+        Ok(format!("GET {url} answered {code} over verified TLS"))
+    } else {
+        Err(format!("GET {url} answered {code}"))
+    }
+}
