@@ -113,9 +113,15 @@ mod tests {
         let p = dir.path().join("secret");
         assert!(write_if_changed(&p, b"abc", 0o600).unwrap());
         assert!(!write_if_changed(&p, b"abc", 0o600).unwrap());
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(write_if_changed(&p, b"abc", 0o600).unwrap(), "mode drift is repaired");
+        assert!(
+            write_if_changed(&p, b"abc", 0o600).unwrap(),
+            "mode drift is repaired"
+        );
         assert!(write_if_changed(&p, b"abcd", 0o600).unwrap());
         assert_eq!(fs::read(&p).unwrap(), b"abcd");
         let leftovers: Vec<_> = fs::read_dir(dir.path())
