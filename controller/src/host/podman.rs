@@ -1,5 +1,6 @@
-//! podman over its API socket: images, volumes and containers through
-//! bollard (the Docker-compatible API), pods through a few libpod endpoints.
+//! podman over its API socket: images, volumes and container lists through
+//! bollard (the Docker-compatible API); pods and container inspection through
+//! a few libpod endpoints, which know about pods.
 //!
 //! Every call here is one observation or one idempotent action; "not found"
 //! is an answer (`None`, or `Ok` for removals), not an error.
@@ -10,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerInspectResponse, Volume, VolumeCreateOptions};
+use bollard::models::{Volume, VolumeCreateOptions};
 use bollard::query_parameters::{
-    CreateImageOptions, ImportImageOptions, InspectContainerOptions, ListContainersOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    CreateImageOptions, ImportImageOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -112,13 +113,13 @@ pub struct VolumeInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerInfo {
     pub id: String,
-    /// Without the leading '/' the Docker API puts in front.
     pub name: String,
     /// The image reference the container was created from.
     pub image: String,
+    /// Hex, without "sha256:", as [`Podman::image_id`] returns it.
     pub image_id: String,
     pub running: bool,
-    /// created, running, paused, exited, …
+    /// libpod's state: created, running, paused, stopped, exited, …
     pub status: String,
     /// RFC 3339; `None` when it never started.
     pub started_at: Option<String>,
@@ -165,10 +166,6 @@ fn is_not_found(e: &BollardError) -> bool {
             ..
         }
     )
-}
-
-fn sorted(map: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
-    map.unwrap_or_default().into_iter().collect()
 }
 
 fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
@@ -236,11 +233,12 @@ impl Podman {
         Ok(self.image_id(image).await?.is_some())
     }
 
-    /// The id of the local image `image` (a name or id), `None` when absent.
+    /// The id (hex, without "sha256:") of the local image `image` (a name
+    /// or id), `None` when absent.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
         self.count();
         match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(Some(i.id.unwrap_or_default())),
+            Ok(i) => Ok(Some(bare_id(&i.id.unwrap_or_default()))),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(source) => Err(Error::Api {
                 op: "inspect image",
@@ -376,20 +374,27 @@ impl Podman {
         Ok(volumes)
     }
 
-    /// Inspects a container by name or id, `None` when absent.
+    /// Inspects a container by name or id, `None` when absent. Uses the
+    /// libpod endpoint: the Docker-compatible one does not say which pod a
+    /// container belongs to, and one call is cheaper than two.
     pub async fn container(&self, name: &str) -> Result<Option<ContainerInfo>> {
-        self.count();
-        match self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(c) => Ok(Some(container_info(c))),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(source) => Err(Error::Api {
-                op: "inspect container",
+        const OP: &str = "inspect container";
+        let path = format!("/containers/{}/json", libpod::encode_segment(name));
+        let response = self.libpod(OP, name, "GET", &path).await?;
+        match response.status {
+            404 => Ok(None),
+            _ if response.is_success() => serde_json::from_slice::<LibpodContainer>(&response.body)
+                .map(|c| Some(c.into_info()))
+                .map_err(|source| Error::Decode {
+                    op: OP,
+                    target: name.to_string(),
+                    source,
+                }),
+            status => Err(Error::LibpodStatus {
+                op: OP,
                 target: name.to_string(),
-                source,
+                status,
+                message: response.error_message(),
             }),
         }
     }
@@ -512,28 +517,69 @@ fn volume_info(v: Volume) -> VolumeInfo {
     }
 }
 
-fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
-    let state = c.state.unwrap_or_default();
-    let config = c.config.unwrap_or_default();
-    // Go's zero time means "never started".
-    let started_at = state
-        .started_at
-        .filter(|s| !s.is_empty() && !s.starts_with("0001-01-01"));
-    ContainerInfo {
-        id: c.id.unwrap_or_default(),
-        name: c
-            .name
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_default(),
-        image: config.image.unwrap_or_default(),
-        image_id: c.image.unwrap_or_default(),
-        running: state.running.unwrap_or(false),
-        status: state.status.map(|s| s.to_string()).unwrap_or_default(),
-        started_at,
-        restart_count: c.restart_count.unwrap_or(0),
-        labels: sorted(config.labels),
-        pod: None,
+/// The part of libpod's container inspect answer the controller reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LibpodContainer {
+    id: String,
+    name: String,
+    /// The image id (hex).
+    image: String,
+    /// The image reference the container was created from.
+    #[serde(default)]
+    image_name: String,
+    #[serde(default)]
+    pod: String,
+    #[serde(default)]
+    restart_count: i64,
+    state: LibpodState,
+    #[serde(default)]
+    config: LibpodConfig,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LibpodState {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    running: bool,
+    #[serde(default)]
+    started_at: String,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LibpodConfig {
+    #[serde(default, deserialize_with = "null_as_default")]
+    labels: BTreeMap<String, String>,
+}
+
+impl LibpodContainer {
+    fn into_info(self) -> ContainerInfo {
+        // Go's zero time means "never started".
+        let started = &self.state.started_at;
+        let started_at = (!started.is_empty() && !started.starts_with("0001-01-01"))
+            .then(|| self.state.started_at.clone());
+        ContainerInfo {
+            id: self.id,
+            name: self.name,
+            image: self.image_name,
+            image_id: bare_id(&self.image),
+            running: self.state.running,
+            status: self.state.status,
+            started_at,
+            restart_count: self.restart_count,
+            labels: self.config.labels,
+            pod: Some(self.pod).filter(|p| !p.is_empty()),
+        }
     }
+}
+
+/// Image ids without the "sha256:" the Docker-compatible API puts in front,
+/// so ids from either API compare equal.
+fn bare_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").to_string()
 }
 
 /// The file as a stream of chunks; a read error is stored in `error` and

@@ -344,33 +344,49 @@ impl Systemd {
 
     /// Enables unit files (names in the unit search path, or absolute
     /// paths): creates the symlinks their [Install] section asks for.
-    pub async fn enable(&self, unit_files: &[String]) -> Result<()> {
+    /// Returns whether anything changed on disk.
+    ///
+    /// Like `systemctl enable`, a change is followed by a reload: the manager
+    /// caches UnitFileState (and the new dependencies) until it reloads, so
+    /// without it `unit()` would go on reporting the old state.
+    pub async fn enable(&self, unit_files: &[String]) -> Result<bool> {
         let files: Vec<&str> = unit_files.iter().map(String::as_str).collect();
         self.count();
-        self.manager
+        let (_, changes) = self
+            .manager
             .enable_unit_files(&files, false, true)
             .await
-            .map(|_| ())
             .map_err(|source| Error::Call {
                 op: "enable",
                 target: unit_files.join(" "),
                 source: Box::new(source),
-            })
+            })?;
+        self.reload_after_changes(changes.len()).await
     }
 
-    /// Removes the symlinks `enable` created.
-    pub async fn disable(&self, unit_files: &[String]) -> Result<()> {
+    /// Removes the symlinks `enable` created; reloads after a change, as
+    /// `enable` does. Returns whether anything changed on disk.
+    pub async fn disable(&self, unit_files: &[String]) -> Result<bool> {
         let files: Vec<&str> = unit_files.iter().map(String::as_str).collect();
         self.count();
-        self.manager
+        let changes = self
+            .manager
             .disable_unit_files(&files, false)
             .await
-            .map(|_| ())
             .map_err(|source| Error::Call {
                 op: "disable",
                 target: unit_files.join(" "),
                 source: Box::new(source),
-            })
+            })?;
+        self.reload_after_changes(changes.len()).await
+    }
+
+    async fn reload_after_changes(&self, changes: usize) -> Result<bool> {
+        if changes == 0 {
+            return Ok(false);
+        }
+        self.reload().await?;
+        Ok(true)
     }
 
     /// Loads `unit` (a unit without a file reads as load_state "not-found")
