@@ -88,6 +88,7 @@ struct Cleanup {
     volumes: Vec<String>,
     pods: Vec<String>,
     units: Vec<String>,
+    images: Vec<String>,
 }
 
 impl Drop for Cleanup {
@@ -114,6 +115,9 @@ impl Drop for Cleanup {
         }
         for v in &self.volumes {
             quiet(&podman, &["volume", "rm", "--force", v]);
+        }
+        for i in &self.images {
+            quiet(&podman, &["rmi", "--force", i]);
         }
     }
 }
@@ -543,4 +547,78 @@ async fn systemd_unit_runs_a_podman_container() {
 
     std::fs::remove_file(dir.join(&unit)).unwrap();
     systemd.reload().await.unwrap();
+}
+
+fn podman_cli(args: &[&str]) {
+    let out = Command::new(podman_bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "podman {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn podman_loads_archives_and_reports_pull_errors() {
+    if skip() {
+        return;
+    }
+    let podman = connect_podman().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::default();
+
+    // An image of its own (the test image plus a label), so no other test
+    // sees its name come and go.
+    let image = format!("localhost/{}:latest", unique("load"));
+    cleanup.images.push(image.clone());
+    let containerfile = dir.path().join("Containerfile");
+    std::fs::write(
+        &containerfile,
+        format!("FROM {TEST_IMAGE}\nLABEL {LABEL}={image}\n"),
+    )
+    .unwrap();
+    let containerfile = containerfile.to_string_lossy().to_string();
+    let context = dir.path().to_string_lossy().to_string();
+    podman_cli(&[
+        "build",
+        "--pull=never",
+        "-q",
+        "-t",
+        &image,
+        "-f",
+        &containerfile,
+        &context,
+    ]);
+    let built = podman.image_id(&image).await.unwrap().expect("built image");
+
+    // Both formats `podman save` writes.
+    for format in ["docker-archive", "oci-archive"] {
+        let archive = dir.path().join(format!("{format}.tar"));
+        let archive_arg = archive.to_string_lossy().to_string();
+        podman_cli(&["save", "--format", format, "-o", &archive_arg, &image]);
+        podman_cli(&["rmi", &image]);
+        assert!(!podman.image_exists(&image).await.unwrap(), "{image}");
+
+        podman.load_archive(&archive).await.unwrap();
+        assert!(podman.image_exists(&image).await.unwrap(), "{format}");
+        if format == "docker-archive" {
+            // docker-archive keeps the image config, hence the id.
+            assert_eq!(podman.image_id(&image).await.unwrap(), Some(built.clone()));
+        }
+    }
+
+    let missing = dir.path().join("missing.tar");
+    let err = podman.load_archive(&missing).await.unwrap_err().to_string();
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+
+    let garbage = dir.path().join("garbage.tar");
+    std::fs::write(&garbage, b"this is not an image archive").unwrap();
+    let err = podman.load_archive(&garbage).await.unwrap_err().to_string();
+    assert!(err.contains(&garbage.display().to_string()), "{err}");
+
+    // Nothing listens on port 1: the pull fails fast, naming the image.
+    let unreachable = "localhost:1/mirror-registry/nothing:latest";
+    let err = podman.pull(unreachable).await.unwrap_err().to_string();
+    assert!(err.contains(unreachable), "{err}");
 }

@@ -623,6 +623,36 @@ mod tests {
     }
 
     #[test]
+    fn container_info_reads_libpod_inspect() {
+        let json = r#"{"Id":"c1","Name":"quay-app","Image":"7ae1","ImageName":"localhost/x:1",
+            "Pod":"","RestartCount":2,"Other":{"deep":[1]},
+            "State":{"Status":"created","Running":false,"StartedAt":"0001-01-01T00:00:00Z"},
+            "Config":{"Labels":null}}"#;
+        let c = serde_json::from_str::<LibpodContainer>(json)
+            .unwrap()
+            .into_info();
+        assert_eq!(c.name, "quay-app");
+        assert_eq!(c.image, "localhost/x:1");
+        assert_eq!(c.image_id, "7ae1");
+        assert_eq!(c.pod, None);
+        assert_eq!(c.started_at, None);
+        assert_eq!(c.restart_count, 2);
+        assert!(c.labels.is_empty());
+
+        let json = r#"{"Id":"c2","Name":"n","Image":"sha256:ab","Pod":"p1",
+            "State":{"Status":"running","Running":true,"StartedAt":"2024-05-01T10:00:00Z"},
+            "Config":{"Labels":{"owner":"quay"}}}"#;
+        let c = serde_json::from_str::<LibpodContainer>(json)
+            .unwrap()
+            .into_info();
+        assert!(c.running);
+        assert_eq!(c.image_id, "ab");
+        assert_eq!(c.pod.as_deref(), Some("p1"));
+        assert_eq!(c.started_at.as_deref(), Some("2024-05-01T10:00:00Z"));
+        assert_eq!(c.labels.get("owner").map(String::as_str), Some("quay"));
+    }
+
+    #[test]
     fn pod_info_reads_libpod_json() {
         let json = r#"{"Id":"abc","Name":"p","State":"Running","Labels":null,"Other":1}"#;
         let pod: PodInfo = serde_json::from_str(json).unwrap();
