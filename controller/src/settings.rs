@@ -3,27 +3,13 @@
 
 use std::path::PathBuf;
 
-/// Which systemd manager and unit directory the controller uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scope {
-    /// The system manager on the system bus; units in /etc/systemd/system.
-    System,
-    /// The calling user's manager on the session bus; units in
-    /// ~/.config/systemd/user.
-    User,
-}
+pub use crate::host::systemd::Scope;
 
-impl Scope {
-    pub fn user(self) -> bool {
-        self == Scope::User
-    }
-
-    /// The target units are enabled into, so they start on boot.
-    pub fn wanted_by(self) -> &'static str {
-        match self {
-            Scope::System => "multi-user.target",
-            Scope::User => "default.target",
-        }
+/// The target units are enabled into, so they start on boot.
+pub fn wanted_by(scope: Scope) -> &'static str {
+    match scope {
+        Scope::System => "multi-user.target",
+        Scope::User => "default.target",
     }
 }
 

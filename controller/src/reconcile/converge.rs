@@ -33,7 +33,9 @@ pub async fn reconcile(cx: &Context, name: &str) -> Next {
 fn duplicate(cx: &Context, name: &str, files: &[PathBuf]) -> Next {
     let mut next = Next::Done;
     for f in files {
-        let Ok(bytes) = std::fs::read(f) else { continue };
+        let Ok(bytes) = std::fs::read(f) else {
+            continue;
+        };
         let others: Vec<String> = files
             .iter()
             .filter(|o| *o != f)
@@ -97,7 +99,12 @@ const ORDER: [&str; 6] = [
 ];
 
 fn sort_conditions(list: &mut [crate::api::Condition]) {
-    list.sort_by_key(|c| ORDER.iter().position(|t| *t == c.type_).unwrap_or(ORDER.len()));
+    list.sort_by_key(|c| {
+        ORDER
+            .iter()
+            .position(|t| *t == c.type_)
+            .unwrap_or(ORDER.len())
+    });
 }
 
 /// Writes status to the state dir always, and into the spec file in inline
@@ -122,7 +129,11 @@ fn write_status(
             tracing::debug!(registry = name, file = %file.display(), why, "status kept in the state directory only")
         }
         Written::Written => {
-            tracing::info!(registry = name, phase = status.phase.as_str(), "status written")
+            tracing::info!(
+                registry = name,
+                phase = status.phase.as_str(),
+                "status written"
+            )
         }
         _ => {}
     }
@@ -161,10 +172,18 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     };
     let resolved = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
     let prev = loaded.resource.status.clone();
-    let prev_conditions = prev.as_ref().map(|p| p.conditions.clone()).unwrap_or_default();
+    let prev_conditions = prev
+        .as_ref()
+        .map(|p| p.conditions.clone())
+        .unwrap_or_default();
     let was_ready = prev.as_ref().is_some_and(|p| p.phase == Phase::Ready);
     let mut c = Conditions::new(&prev_conditions);
-    c.set(st::SPEC_VALID, Some(true), "Valid", "spec parsed and validated");
+    c.set(
+        st::SPEC_VALID,
+        Some(true),
+        "Valid",
+        "spec parsed and validated",
+    );
 
     let mut status = Status {
         observed_spec_hash: Some(resolved.hash()),
@@ -186,12 +205,20 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
             }
             c.set(st::HEALTHY, None, "ReconcileError", e.to_string());
             status.ca_file = prev.as_ref().and_then(|p| p.ca_file.clone());
-            status.components = prev.as_ref().map(|p| p.components.clone()).unwrap_or_default();
+            status.components = prev
+                .as_ref()
+                .map(|p| p.components.clone())
+                .unwrap_or_default();
         }
     }
     for t in ORDER.iter().skip(2) {
         if c.get(t).is_none() {
-            c.set(t, None, "NotChecked", "not checked: an earlier step did not complete");
+            c.set(
+                t,
+                None,
+                "NotChecked",
+                "not checked: an earlier step did not complete",
+            );
         }
     }
     let phase = st::phase_of(&c, resolved.paused, was_ready);
@@ -216,7 +243,10 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
 fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
     match phase {
         Phase::Ready => ("Healthy".into(), "registry is serving".into()),
-        Phase::Paused => ("Paused".into(), "spec.paused is true: units stopped, data kept".into()),
+        Phase::Paused => (
+            "Paused".into(),
+            "spec.paused is true: units stopped, data kept".into(),
+        ),
         _ => {
             let bad = ORDER
                 .iter()
@@ -257,7 +287,8 @@ async fn converge(
     rec.root = r.root.clone();
     rec.pod = desired.pod.clone();
     rec.deletion_policy = r.deletion_policy;
-    rec.units.extend(desired.all_units().map(|u| u.name.clone()));
+    rec.units
+        .extend(desired.all_units().map(|u| u.name.clone()));
     rec.containers
         .extend(desired.components.iter().map(|x| x.container.clone()));
     if generated {
@@ -298,27 +329,46 @@ async fn converge(
             cert_file,
             key_file,
             skip_hostname_check,
-        } => match tls::check_user_pair(cert_file, key_file, &r.hostname, *skip_hostname_check, now) {
-            Ok(info) => {
-                let cert = std::fs::read(cert_file).map_err(|e| Error::Other(format!("read {}: {e}", cert_file.display())))?;
-                let key = std::fs::read(key_file).map_err(|e| Error::Other(format!("read {}: {e}", key_file.display())))?;
-                inputs_changed |= files::write_if_changed(&tls_dir.join("tls.crt"), &cert, 0o644)?;
-                inputs_changed |= files::write_if_changed(&tls_dir.join("tls.key"), &key, 0o600)?;
-                c.set(
-                    st::CERTIFICATE_VALID,
-                    Some(true),
-                    "Provided",
-                    format!("{} valid until {}", cert_file.display(), info.not_after.date()),
-                );
-                None
+        } => {
+            match tls::check_user_pair(cert_file, key_file, &r.hostname, *skip_hostname_check, now)
+            {
+                Ok(info) => {
+                    let cert = std::fs::read(cert_file)
+                        .map_err(|e| Error::Other(format!("read {}: {e}", cert_file.display())))?;
+                    let key = std::fs::read(key_file)
+                        .map_err(|e| Error::Other(format!("read {}: {e}", key_file.display())))?;
+                    inputs_changed |=
+                        files::write_if_changed(&tls_dir.join("tls.crt"), &cert, 0o644)?;
+                    inputs_changed |=
+                        files::write_if_changed(&tls_dir.join("tls.key"), &key, 0o600)?;
+                    c.set(
+                        st::CERTIFICATE_VALID,
+                        Some(true),
+                        "Provided",
+                        format!(
+                            "{} valid until {}",
+                            cert_file.display(),
+                            info.not_after.date()
+                        ),
+                    );
+                    None
+                }
+                Err(problems) => {
+                    c.set(
+                        st::CERTIFICATE_VALID,
+                        Some(false),
+                        "InvalidCertificate",
+                        problems.join(" "),
+                    );
+                    // Keep serving with what runs now; only report.
+                    let components = observe(&podman, &systemd, &desired, r, None, c).await?;
+                    return Ok(Converged {
+                        ca_file: None,
+                        components,
+                    });
+                }
             }
-            Err(problems) => {
-                c.set(st::CERTIFICATE_VALID, Some(false), "InvalidCertificate", problems.join(" "));
-                // Keep serving with what runs now; only report.
-                let components = observe(&podman, &systemd, &desired, r, None, c).await?;
-                return Ok(Converged { ca_file: None, components });
-            }
-        },
+        }
     };
 
     // Credentials: the init user's password and the registry's htpasswd.
@@ -335,7 +385,8 @@ async fn converge(
     }
 
     // Images.
-    let images_ok = match ensure_images(&podman, &desired.images, r.images.archive.as_deref()).await {
+    let images_ok = match ensure_images(&podman, &desired.images, r.images.archive.as_deref()).await
+    {
         Ok(how) => {
             c.set(st::IMAGES_PRESENT, Some(true), "Present", how);
             true
@@ -372,7 +423,8 @@ async fn converge(
         .cloned()
         .collect();
     if let Some(ca) = &ca_file {
-        let pem = std::fs::read(ca).map_err(|e| Error::Other(format!("read {}: {e}", ca.display())))?;
+        let pem =
+            std::fs::read(ca).map_err(|e| Error::Other(format!("read {}: {e}", ca.display())))?;
         files::ensure_dir(&trust_dir, 0o755)?;
         files::write_if_changed(&trust_dir.join("ca.crt"), &pem, 0o644)?;
     }
@@ -387,7 +439,10 @@ async fn converge(
         units(cx, &systemd, &desired, r, inputs_changed, c).await?;
     }
     let components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
-    Ok(Converged { ca_file, components })
+    Ok(Converged {
+        ca_file,
+        components,
+    })
 }
 
 pub fn remove_trust_dir(d: &Path) -> Result<(), Error> {
@@ -398,7 +453,11 @@ pub fn remove_trust_dir(d: &Path) -> Result<(), Error> {
 
 /// Makes every image present: already there, loaded from the archive, or
 /// pulled. Err carries a message naming the image.
-async fn ensure_images(podman: &Podman, images: &[String], archive: Option<&Path>) -> Result<String, String> {
+async fn ensure_images(
+    podman: &Podman,
+    images: &[String],
+    archive: Option<&Path>,
+) -> Result<String, String> {
     let mut missing = Vec::new();
     for i in images {
         if !podman.image_exists(i).await.map_err(|e| e.to_string())? {
@@ -417,16 +476,26 @@ async fn ensure_images(podman: &Podman, images: &[String], archive: Option<&Path
             ));
         }
         tracing::info!(archive = %a.display(), images = %missing.join(", "), "loading image archive");
-        podman
-            .load_archive(a)
-            .await
-            .map_err(|e| format!("image {} is missing; loading {} failed: {e}", missing.join(", "), a.display()))?;
+        podman.load_archive(a).await.map_err(|e| {
+            format!(
+                "image {} is missing; loading {} failed: {e}",
+                missing.join(", "),
+                a.display()
+            )
+        })?;
         for m in &missing {
             if !podman.image_exists(m).await.map_err(|e| e.to_string())? {
-                return Err(format!("image {m} is missing and the archive {} does not contain it", a.display()));
+                return Err(format!(
+                    "image {m} is missing and the archive {} does not contain it",
+                    a.display()
+                ));
             }
         }
-        return Ok(format!("loaded from {}: {}", a.display(), missing.join(", ")));
+        return Ok(format!(
+            "loaded from {}: {}",
+            a.display(),
+            missing.join(", ")
+        ));
     }
     for m in &missing {
         tracing::info!(image = %m, "pulling image");
@@ -488,16 +557,17 @@ async fn units(
     let pod_active = states[0].active_state == "active";
     let pod_changed = changed.contains(pod);
     let mut pod_started = false;
-    if !pod_active || (pod_changed && !same_port) {
-        if port_taken(r.port) {
-            c.set(
-                st::UNITS_ACTIVE,
-                Some(false),
-                "PortConflict",
-                format!("port {} is already in use by another program; {pod} not started", r.port),
-            );
-            return Ok(());
-        }
+    if (!pod_active || (pod_changed && !same_port)) && port_taken(r.port) {
+        c.set(
+            st::UNITS_ACTIVE,
+            Some(false),
+            "PortConflict",
+            format!(
+                "port {} is already in use by another program; {pod} not started",
+                r.port
+            ),
+        );
+        return Ok(());
     }
     if pod_changed && pod_active {
         systemd.restart(pod).await?;
@@ -531,7 +601,10 @@ async fn observe(
     let mut down = Vec::new();
     let pod_state = systemd.unit(&desired.pod_unit.name).await?;
     if pod_state.active_state != "active" {
-        down.push(format!("{} is {}", desired.pod_unit.name, pod_state.active_state));
+        down.push(format!(
+            "{} is {}",
+            desired.pod_unit.name, pod_state.active_state
+        ));
     }
     for comp in &desired.components {
         let unit = systemd.unit(&comp.unit).await?;
@@ -552,13 +625,23 @@ async fn observe(
         });
     }
     if r.paused {
-        c.set(st::UNITS_ACTIVE, Some(false), "Paused", "units stopped because spec.paused is true");
+        c.set(
+            st::UNITS_ACTIVE,
+            Some(false),
+            "Paused",
+            "units stopped because spec.paused is true",
+        );
         c.set(st::HEALTHY, None, "Paused", "not probed while paused");
         return Ok(components);
     }
     if c.get(st::UNITS_ACTIVE).is_none() {
         if down.is_empty() {
-            c.set(st::UNITS_ACTIVE, Some(true), "Active", "all units active and containers running");
+            c.set(
+                st::UNITS_ACTIVE,
+                Some(true),
+                "Active",
+                "all units active and containers running",
+            );
         } else {
             c.set(st::UNITS_ACTIVE, Some(false), "NotActive", down.join("; "));
         }
@@ -574,7 +657,12 @@ async fn observe(
             }
         }
     } else {
-        c.set(st::HEALTHY, Some(false), "NotRunning", "not probed: units are not active");
+        c.set(
+            st::HEALTHY,
+            Some(false),
+            "NotRunning",
+            "not probed: units are not active",
+        );
     }
     Ok(components)
 }
@@ -590,12 +678,23 @@ async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<Strin
     match (ca_file, &r.tls) {
         (Some(ca), _) => {
             let pem = std::fs::read(ca).map_err(|e| format!("read {}: {e}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
             b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
         }
-        (None, Tls::Provided { cert_file, skip_hostname_check, .. }) => {
-            let pem = std::fs::read(cert_file).map_err(|e| format!("read {}: {e}", cert_file.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{}: {e}", cert_file.display()))? {
+        (
+            None,
+            Tls::Provided {
+                cert_file,
+                skip_hostname_check,
+                ..
+            },
+        ) => {
+            let pem = std::fs::read(cert_file)
+                .map_err(|e| format!("read {}: {e}", cert_file.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("{}: {e}", cert_file.display()))?
+            {
                 b = b.add_root_certificate(cert);
             }
             if *skip_hostname_check {

@@ -60,12 +60,7 @@ pub fn name_of(path: &Path, bytes: &[u8], previous: Option<&Entry>, state_dir: &
     }
     let lenient = serde_yaml::from_slice::<serde_yaml::Value>(bytes)
         .ok()
-        .and_then(|v| {
-            v.get("metadata")?
-                .get("name")?
-                .as_str()
-                .map(str::to_string)
-        });
+        .and_then(|v| v.get("metadata")?.get("name")?.as_str().map(str::to_string));
     if let Some(n) = lenient {
         return n;
     }
@@ -116,7 +111,9 @@ pub fn rescan(dir: &Path, state_dir: &Path, old: &Index) -> (Index, BTreeSet<Str
                 );
             }
         }
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot scan the watch directory"),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot scan the watch directory")
+        }
     }
     for (path, e) in &old.files {
         if !index.files.contains_key(path) {

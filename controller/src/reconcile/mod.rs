@@ -32,7 +32,7 @@ pub enum StatusMode {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Podman(#[from] crate::host::podman::Error),
+    Podman(#[from] Box<crate::host::podman::Error>),
     #[error(transparent)]
     Systemd(#[from] crate::host::systemd::Error),
     #[error(transparent)]
@@ -45,6 +45,12 @@ pub enum Error {
     Record(#[from] record::Error),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<crate::host::podman::Error> for Error {
+    fn from(e: crate::host::podman::Error) -> Self {
+        Error::Podman(Box::new(e))
+    }
 }
 
 /// Everything a reconcile needs, shared by all workers.

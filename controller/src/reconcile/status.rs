@@ -16,9 +16,7 @@ pub const HEALTHY: &str = "Healthy";
 /// RFC 3339, second precision, UTC.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     now.format(&fmt).unwrap_or_default()
 }
 
@@ -62,7 +60,9 @@ impl<'a> Conditions<'a> {
     }
 
     pub fn is_true(&self, type_: &str) -> bool {
-        self.list.iter().any(|c| c.type_ == type_ && c.status == "True")
+        self.list
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
     }
 
     pub fn get(&self, type_: &str) -> Option<&Condition> {
@@ -89,7 +89,12 @@ pub enum Written {
 
 /// Splices `status` into the spec file `path` whose bytes were `read`, only
 /// when the file's own status differs.
-pub fn write_inline(path: &Path, read: &[u8], current: Option<&Status>, status: &Status) -> Written {
+pub fn write_inline(
+    path: &Path,
+    read: &[u8],
+    current: Option<&Status>,
+    status: &Status,
+) -> Written {
     if current == Some(status) {
         return Written::Unchanged;
     }
@@ -119,7 +124,10 @@ pub fn phase_of(c: &Conditions<'_>, paused: bool, was_ready: bool) -> Phase {
     let all = [CERTIFICATE_VALID, IMAGES_PRESENT, UNITS_ACTIVE, HEALTHY];
     if all.iter().all(|t| c.is_true(t)) {
         Phase::Ready
-    } else if c.get(CERTIFICATE_VALID).is_some_and(|x| x.status == "False") {
+    } else if c
+        .get(CERTIFICATE_VALID)
+        .is_some_and(|x| x.status == "False")
+    {
         Phase::Failed
     } else if was_ready {
         Phase::Degraded

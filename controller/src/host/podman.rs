@@ -1,0 +1,663 @@
+//! podman over its API socket: images, volumes and container lists through
+//! bollard (the Docker-compatible API); pods and container inspection through
+//! a few libpod endpoints, which know about pods.
+//!
+//! Every call here is one observation or one idempotent action; "not found"
+//! is an answer (`None`, or `Ok` for removals), not an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{Volume, VolumeCreateOptions};
+use bollard::query_parameters::{
+    CreateImageOptions, ImportImageOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncReadExt;
+
+use super::libpod;
+
+/// Seconds bollard waits for one API answer. Loading a large archive is one
+/// request, so this is generous.
+const API_TIMEOUT_SECS: u64 = 600;
+const ARCHIVE_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("podman API socket {socket}: {source}")]
+    Connect {
+        socket: PathBuf,
+        #[source]
+        source: BollardError,
+    },
+    #[error("podman {op} {target}: {source}")]
+    Api {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("podman {op} {target}: {source}")]
+    Libpod {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: libpod::Error,
+    },
+    #[error("podman {op} {target}: HTTP {status}: {message}")]
+    LibpodStatus {
+        op: &'static str,
+        target: String,
+        status: u16,
+        message: String,
+    },
+    #[error("podman {op} {target}: unexpected answer: {source}")]
+    Decode {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("read image archive {path}: {source}")]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("load image archive {path}: {source}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: BollardError,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The API socket podman serves for the user (`$XDG_RUNTIME_DIR`) or for
+/// the system.
+pub fn default_socket(user_scope: bool) -> PathBuf {
+    if user_scope {
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            // The same fallback podman uses when XDG_RUNTIME_DIR is unset.
+            .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", current_uid())));
+        runtime.join("podman").join("podman.sock")
+    } else {
+        PathBuf::from("/run/podman/podman.sock")
+    }
+}
+
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self is owned by the process's uid; avoids an unsafe getuid().
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub mountpoint: PathBuf,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    /// The image reference the container was created from.
+    pub image: String,
+    /// Hex, without "sha256:", as [`Podman::image_id`] returns it.
+    pub image_id: String,
+    pub running: bool,
+    /// libpod's state: created, running, paused, stopped, exited, …
+    pub status: String,
+    /// RFC 3339; `None` when it never started.
+    pub started_at: Option<String>,
+    pub restart_count: i64,
+    pub labels: BTreeMap<String, String>,
+    /// The id of the pod the container belongs to.
+    pub pod: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct PodInfo {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Created, Running, Degraded, Stopped, Exited, …
+    #[serde(rename = "State")]
+    pub state: String,
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A podman API client. Cheap to clone; clones share the call counter.
+#[derive(Clone, Debug)]
+pub struct Podman {
+    docker: Docker,
+    socket: PathBuf,
+    calls: Arc<AtomicU64>,
+}
+
+fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
+}
+
+impl Podman {
+    /// Connects to the API socket and pings it, so a dead socket fails here
+    /// and names itself.
+    pub async fn connect(socket: &Path) -> Result<Self> {
+        let connect_err = |source| Error::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        };
+        let path = socket.to_str().ok_or_else(|| {
+            connect_err(BollardError::SocketNotFoundError(
+                socket.display().to_string(),
+            ))
+        })?;
+        let docker =
+            Docker::connect_with_unix(path, API_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(connect_err)?;
+        let podman = Self {
+            docker,
+            socket: socket.to_path_buf(),
+            calls: Arc::new(AtomicU64::new(0)),
+        };
+        podman.count();
+        podman.docker.ping().await.map_err(connect_err)?;
+        Ok(podman)
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// API requests made so far (by this value and its clones).
+    pub fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The bollard client, for callers that need an endpoint this adapter
+    /// does not wrap (such as events). Calls made through it are not counted.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.count();
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Connect {
+                socket: self.socket.clone(),
+                source,
+            })
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        Ok(self.image_id(image).await?.is_some())
+    }
+
+    /// The id (hex, without "sha256:") of the local image `image` (a name
+    /// or id), `None` when absent.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        self.count();
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some(bare_id(&i.id.unwrap_or_default()))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(source) => Err(Error::Api {
+                op: "inspect image",
+                target: image.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Loads the images in an archive as `podman save` writes it
+    /// (docker-archive or oci-archive), streaming the file.
+    pub async fn load_archive(&self, archive: &Path) -> Result<()> {
+        let archive_err = |source| Error::Archive {
+            path: archive.to_path_buf(),
+            source,
+        };
+        let file = tokio::fs::File::open(archive).await.map_err(archive_err)?;
+        // bollard wants a stream of plain bytes; a read error ends the stream
+        // early and is reported here afterwards instead of as a bad archive.
+        let read_error = Arc::new(Mutex::new(None));
+        let body = file_stream(file, read_error.clone());
+        self.count();
+        let mut progress =
+            self.docker
+                .import_image_stream(ImportImageOptions::default(), body, None);
+        let mut result = Ok(());
+        while let Some(item) = progress.next().await {
+            if let Err(source) = item {
+                result = Err(source);
+                break;
+            }
+        }
+        drop(progress);
+        let read_error = read_error.lock().ok().and_then(|mut e| e.take());
+        if let Some(e) = read_error {
+            return Err(archive_err(e));
+        }
+        result.map_err(|source| Error::Load {
+            path: archive.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Pulls `image` (a full reference, tag included) from its registry.
+    pub async fn pull(&self, image: &str) -> Result<()> {
+        self.count();
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = progress.next().await {
+            item.map_err(|source| Error::Api {
+                op: "pull",
+                target: image.to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>> {
+        self.count();
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(volume_info(v))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(source) => Err(Error::Api {
+                op: "inspect volume",
+                target: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    pub async fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        self.count();
+        let options = VolumeCreateOptions {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(options)
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Api {
+                op: "create volume",
+                target: name.to_string(),
+                source,
+            })
+    }
+
+    /// Removes a volume; one that does not exist is already removed.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.count();
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(Error::Api {
+                op: "remove volume",
+                target: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Volumes carrying the label `key=value`.
+    pub async fn volumes_labelled(&self, key: &str, value: &str) -> Result<Vec<VolumeInfo>> {
+        self.count();
+        let options = ListVolumesOptions {
+            filters: Some(label_filter(key, value)),
+        };
+        let list = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|source| Error::Api {
+                op: "list volumes labelled",
+                target: format!("{key}={value}"),
+                source,
+            })?;
+        let mut volumes: Vec<VolumeInfo> = list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(volume_info)
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+
+    /// Inspects a container by name or id, `None` when absent. Uses the
+    /// libpod endpoint: the Docker-compatible one does not say which pod a
+    /// container belongs to, and one call is cheaper than two.
+    pub async fn container(&self, name: &str) -> Result<Option<ContainerInfo>> {
+        const OP: &str = "inspect container";
+        let path = format!("/containers/{}/json", libpod::encode_segment(name));
+        let response = self.libpod(OP, name, "GET", &path).await?;
+        match response.status {
+            404 => Ok(None),
+            _ if response.is_success() => serde_json::from_slice::<LibpodContainer>(&response.body)
+                .map(|c| Some(c.into_info()))
+                .map_err(|source| Error::Decode {
+                    op: OP,
+                    target: name.to_string(),
+                    source,
+                }),
+            status => Err(Error::LibpodStatus {
+                op: OP,
+                target: name.to_string(),
+                status,
+                message: response.error_message(),
+            }),
+        }
+    }
+
+    /// Every container (running or not) carrying the label `key=value`.
+    pub async fn containers_labelled(&self, key: &str, value: &str) -> Result<Vec<ContainerInfo>> {
+        self.count();
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(key, value)),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|source| Error::Api {
+                op: "list containers labelled",
+                target: format!("{key}={value}"),
+                source,
+            })?;
+        // The list lacks start time, restarts and pod; inspect each. One
+        // removed in between is simply no longer there.
+        let mut containers = Vec::new();
+        for summary in list {
+            let Some(id) = summary.id else { continue };
+            if let Some(info) = self.container(&id).await? {
+                containers.push(info);
+            }
+        }
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(containers)
+    }
+
+    /// Removes a container, stopping it first if needed; one that does not
+    /// exist is already removed.
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        self.count();
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(Error::Api {
+                op: "remove container",
+                target: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Inspects a pod by name or id (libpod API), `None` when absent.
+    pub async fn pod(&self, name: &str) -> Result<Option<PodInfo>> {
+        const OP: &str = "inspect pod";
+        let path = format!("/pods/{}/json", libpod::encode_segment(name));
+        let response = self.libpod(OP, name, "GET", &path).await?;
+        match response.status {
+            404 => Ok(None),
+            _ if response.is_success() => {
+                serde_json::from_slice(&response.body)
+                    .map(Some)
+                    .map_err(|source| Error::Decode {
+                        op: OP,
+                        target: name.to_string(),
+                        source,
+                    })
+            }
+            status => Err(Error::LibpodStatus {
+                op: OP,
+                target: name.to_string(),
+                status,
+                message: response.error_message(),
+            }),
+        }
+    }
+
+    /// Removes a pod and its containers (libpod API); one that does not
+    /// exist is already removed.
+    pub async fn remove_pod(&self, name: &str) -> Result<()> {
+        const OP: &str = "remove pod";
+        let path = format!("/pods/{}?force=true", libpod::encode_segment(name));
+        let response = self.libpod(OP, name, "DELETE", &path).await?;
+        match response.status {
+            404 => Ok(()),
+            _ if response.is_success() => Ok(()),
+            status => Err(Error::LibpodStatus {
+                op: OP,
+                target: name.to_string(),
+                status,
+                message: response.error_message(),
+            }),
+        }
+    }
+
+    async fn libpod(
+        &self,
+        op: &'static str,
+        target: &str,
+        method: &'static str,
+        path: &str,
+    ) -> Result<libpod::Response> {
+        self.count();
+        libpod::request(&self.socket, method, path)
+            .await
+            .map_err(|source| Error::Libpod {
+                op,
+                target: target.to_string(),
+                source,
+            })
+    }
+}
+
+fn volume_info(v: Volume) -> VolumeInfo {
+    VolumeInfo {
+        name: v.name,
+        mountpoint: PathBuf::from(v.mountpoint),
+        labels: v.labels.into_iter().collect(),
+    }
+}
+
+/// The part of libpod's container inspect answer the controller reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LibpodContainer {
+    id: String,
+    name: String,
+    /// The image id (hex).
+    image: String,
+    /// The image reference the container was created from.
+    #[serde(default)]
+    image_name: String,
+    #[serde(default)]
+    pod: String,
+    #[serde(default)]
+    restart_count: i64,
+    state: LibpodState,
+    #[serde(default)]
+    config: LibpodConfig,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LibpodState {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    running: bool,
+    #[serde(default)]
+    started_at: String,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LibpodConfig {
+    #[serde(default, deserialize_with = "null_as_default")]
+    labels: BTreeMap<String, String>,
+}
+
+impl LibpodContainer {
+    fn into_info(self) -> ContainerInfo {
+        // Go's zero time means "never started".
+        let started = &self.state.started_at;
+        let started_at = (!started.is_empty() && !started.starts_with("0001-01-01"))
+            .then(|| self.state.started_at.clone());
+        ContainerInfo {
+            id: self.id,
+            name: self.name,
+            image: self.image_name,
+            image_id: bare_id(&self.image),
+            running: self.state.running,
+            status: self.state.status,
+            started_at,
+            restart_count: self.restart_count,
+            labels: self.config.labels,
+            pod: Some(self.pod).filter(|p| !p.is_empty()),
+        }
+    }
+}
+
+/// Image ids without the "sha256:" the Docker-compatible API puts in front,
+/// so ids from either API compare equal.
+fn bare_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").to_string()
+}
+
+/// The file as a stream of chunks; a read error is stored in `error` and
+/// ends the stream.
+fn file_stream(
+    file: tokio::fs::File,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+) -> impl Stream<Item = Bytes> + Send + 'static {
+    futures_util::stream::unfold(file, move |mut file| {
+        let error = error.clone();
+        async move {
+            let mut buf = vec![0u8; ARCHIVE_CHUNK];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Bytes::from(buf), file))
+                }
+                Err(e) => {
+                    if let Ok(mut slot) = error.lock() {
+                        *slot = Some(e);
+                    }
+                    None
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_sockets() {
+        assert_eq!(
+            default_socket(false),
+            PathBuf::from("/run/podman/podman.sock")
+        );
+        assert!(default_socket(true).ends_with("podman/podman.sock"));
+    }
+
+    #[test]
+    fn container_info_reads_libpod_inspect() {
+        let json = r#"{"Id":"c1","Name":"quay-app","Image":"7ae1","ImageName":"localhost/x:1",
+            "Pod":"","RestartCount":2,"Other":{"deep":[1]},
+            "State":{"Status":"created","Running":false,"StartedAt":"0001-01-01T00:00:00Z"},
+            "Config":{"Labels":null}}"#;
+        let c = serde_json::from_str::<LibpodContainer>(json)
+            .unwrap()
+            .into_info();
+        assert_eq!(c.name, "quay-app");
+        assert_eq!(c.image, "localhost/x:1");
+        assert_eq!(c.image_id, "7ae1");
+        assert_eq!(c.pod, None);
+        assert_eq!(c.started_at, None);
+        assert_eq!(c.restart_count, 2);
+        assert!(c.labels.is_empty());
+
+        let json = r#"{"Id":"c2","Name":"n","Image":"sha256:ab","Pod":"p1",
+            "State":{"Status":"running","Running":true,"StartedAt":"2024-05-01T10:00:00Z"},
+            "Config":{"Labels":{"owner":"quay"}}}"#;
+        let c = serde_json::from_str::<LibpodContainer>(json)
+            .unwrap()
+            .into_info();
+        assert!(c.running);
+        assert_eq!(c.image_id, "ab");
+        assert_eq!(c.pod.as_deref(), Some("p1"));
+        assert_eq!(c.started_at.as_deref(), Some("2024-05-01T10:00:00Z"));
+        assert_eq!(c.labels.get("owner").map(String::as_str), Some("quay"));
+    }
+
+    #[test]
+    fn pod_info_reads_libpod_json() {
+        let json = r#"{"Id":"abc","Name":"p","State":"Running","Labels":null,"Other":1}"#;
+        let pod: PodInfo = serde_json::from_str(json).unwrap();
+        assert_eq!(pod.id, "abc");
+        assert_eq!(pod.state, "Running");
+        assert!(pod.labels.is_empty());
+    }
+}
