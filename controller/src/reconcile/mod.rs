@@ -6,6 +6,7 @@ pub mod converge;
 pub mod index;
 pub mod queue;
 pub mod record;
+pub mod run;
 pub mod status;
 pub mod teardown;
 

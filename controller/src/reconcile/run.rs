@@ -1,0 +1,115 @@
+//! The daemon's loop: watcher ticks and the resync timer feed the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::queue::{Next, Queue};
+use super::{converge, record, Context};
+use crate::api::Phase;
+use crate::spec_file::watch;
+
+const DEBOUNCE: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+fn queue(cx: &Arc<Context>) -> Queue {
+    let cx = cx.clone();
+    Queue::new(MAX_BACKOFF, move |name| {
+        let cx = cx.clone();
+        async move { converge::reconcile(&cx, &name).await }
+    })
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
+    crate::host::files::ensure_dir(&cx.watch_dir, 0o755).or_else(|e| {
+        if cx.watch_dir.is_dir() {
+            Ok(false)
+        } else {
+            Err(e)
+        }
+    })?;
+    let q = queue(&cx);
+    cx.rescan();
+    for n in cx.all_names() {
+        q.add(&n);
+    }
+    let mut watcher = watch::watch_dir(&cx.watch_dir, DEBOUNCE)?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(dir = %cx.watch_dir.display(), scope = %cx.scope, "watching for MirrorRegistry specs");
+    let mut timer = tokio::time::interval(resync);
+    timer.tick().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            tick = watcher.1.recv() => {
+                if tick.is_none() {
+                    // The watch ended (directory replaced?): set it up again.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Ok(w) = watch::watch_dir(&cx.watch_dir, DEBOUNCE) {
+                        watcher = w;
+                    }
+                }
+                for n in cx.rescan() {
+                    q.add(&n);
+                }
+            }
+            _ = timer.tick() => {
+                cx.rescan();
+                for n in cx.all_names() {
+                    q.add(&n);
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping; registries keep running under systemd");
+    Ok(())
+}
+
+/// Reconciles every known registry until it settles or `timeout` passes.
+/// Ok(true) when every registry with a spec file is Ready (and every removed
+/// one is torn down).
+pub async fn once(cx: Arc<Context>, timeout: Duration) -> anyhow::Result<bool> {
+    cx.rescan();
+    let names = cx.all_names();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tasks = Vec::new();
+    for name in names {
+        let cx = cx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = converge::reconcile(&cx, &name).await;
+                let wait = match next {
+                    Next::Done => break,
+                    Next::After(d) => d.max(Duration::from_millis(200)),
+                    Next::Backoff => Duration::from_secs(2),
+                };
+                if tokio::time::Instant::now() + wait > deadline {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+                cx.rescan();
+            }
+            let has_file = !cx.files_for(&name).is_empty();
+            let ok = if has_file {
+                record::load_status(&cx.state_dir, &name).is_some_and(|s| s.phase == Phase::Ready)
+            } else {
+                record::load(&cx.state_dir, &name).ok().flatten().is_none()
+            };
+            if !ok {
+                let phase = record::load_status(&cx.state_dir, &name)
+                    .map(|s| s.phase.as_str())
+                    .unwrap_or("unknown");
+                tracing::warn!(registry = %name, phase, "not ready");
+            }
+            ok
+        }));
+    }
+    let mut all = true;
+    for t in tasks {
+        all &= t.await.unwrap_or(false);
+    }
+    Ok(all)
+}
