@@ -435,15 +435,27 @@ async fn converge(
     }
 
     // Units.
+    let mut started = false;
     if images_ok {
-        units(cx, &systemd, &desired, r, inputs_changed, c).await?;
+        started = units(cx, &systemd, &desired, r, inputs_changed, c).await?;
     }
-    let components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
+    // Right after a (re)start the registry needs a moment before it answers:
+    // observe again shortly rather than report Progressing and come back
+    // seconds later.
+    let mut components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while started && !c.is_true(st::HEALTHY) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
+    }
     Ok(Converged {
         ca_file,
         components,
     })
 }
+
+/// How long a reconcile that started units waits for them to answer.
+const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn remove_trust_dir(d: &Path) -> Result<(), Error> {
     files::remove_if_exists(&d.join("ca.crt"))?;
@@ -512,7 +524,8 @@ fn port_taken(port: u16) -> bool {
 }
 
 /// Writes unit files that differ, reloads once, enables, and starts or
-/// restarts only what changed or is not running.
+/// restarts only what changed or is not running. Returns whether it started
+/// or restarted anything.
 async fn units(
     cx: &Context,
     systemd: &Systemd,
@@ -520,7 +533,7 @@ async fn units(
     r: &Resolved,
     inputs_changed: bool,
     c: &mut Conditions<'_>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     files::ensure_dir(&cx.unit_dir, 0o755)?;
     let pod_path = cx.unit_dir.join(&desired.pod_unit.name);
     let old_pod = files::read_optional(&pod_path)?;
@@ -544,7 +557,7 @@ async fn units(
             systemd.stop(n).await?;
         }
         systemd.disable(&names).await?;
-        return Ok(());
+        return Ok(false);
     }
     let mut states = Vec::new();
     for n in &names {
@@ -567,7 +580,7 @@ async fn units(
                 r.port
             ),
         );
-        return Ok(());
+        return Ok(false);
     }
     if pod_changed && pod_active {
         systemd.restart(pod).await?;
@@ -577,15 +590,18 @@ async fn units(
         systemd.start(pod).await?;
         pod_started = true;
     }
+    let mut started = pod_started;
     for (u, s) in desired.units.iter().zip(states.iter().skip(1)) {
         let active = s.active_state == "active";
         if pod_started || !active {
             systemd.start(&u.name).await?;
+            started = true;
         } else if changed.contains(&u.name) || inputs_changed {
             systemd.restart(&u.name).await?;
+            started = true;
         }
     }
-    Ok(())
+    Ok(started)
 }
 
 /// Reads unit, container and HTTPS state into conditions and components.
@@ -634,7 +650,8 @@ async fn observe(
         c.set(st::HEALTHY, None, "Paused", "not probed while paused");
         return Ok(components);
     }
-    if c.get(st::UNITS_ACTIVE).is_none() {
+    // A port conflict found while acting stands; anything else is observed.
+    if c.get(st::UNITS_ACTIVE).is_none_or(|x| x.reason != "PortConflict") {
         if down.is_empty() {
             c.set(
                 st::UNITS_ACTIVE,
