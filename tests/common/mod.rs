@@ -92,7 +92,10 @@ pub struct Lab {
 impl Lab {
     pub fn new() -> Lab {
         host_env();
-        let dir = tempfile::Builder::new().prefix("mr-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mr-test-")
+            .tempdir()
+            .unwrap();
         std::fs::create_dir_all(dir.path().join("watch")).unwrap();
         Lab {
             dir,
@@ -221,7 +224,10 @@ impl Drop for Lab {
 
 /// Removes everything a registry called `name` may have left on the host.
 pub fn cleanup(name: &str) {
-    let units = [format!("{name}-registry.service"), format!("{name}-pod.service")];
+    let units = [
+        format!("{name}-registry.service"),
+        format!("{name}-pod.service"),
+    ];
     for u in &units {
         let _ = sh("systemctl", &["--user", "stop", u]);
         let _ = sh("systemctl", &["--user", "disable", u]);
@@ -234,9 +240,18 @@ pub fn cleanup(name: &str) {
     for u in &units {
         let _ = sh("systemctl", &["--user", "reset-failed", u]);
     }
-    let _ = sh("podman", &["rm", "-f", "--ignore", &format!("{name}-registry")]);
-    let _ = sh("podman", &["pod", "rm", "-f", "--ignore", &format!("{name}-pod")]);
-    let _ = sh("podman", &["volume", "rm", "-f", &format!("{name}-storage")]);
+    let _ = sh(
+        "podman",
+        &["rm", "-f", "--ignore", &format!("{name}-registry")],
+    );
+    let _ = sh(
+        "podman",
+        &["pod", "rm", "-f", "--ignore", &format!("{name}-pod")],
+    );
+    let _ = sh(
+        "podman",
+        &["volume", "rm", "-f", &format!("{name}-storage")],
+    );
 }
 
 /// The status block of a spec file, if it parses.
@@ -247,9 +262,11 @@ pub fn file_status(path: &Path) -> Option<Status> {
 }
 
 pub fn wait_phase(path: &Path, phase: Phase, timeout: Duration) -> Status {
-    wait_for(timeout, &format!("{} to reach {phase:?}", path.display()), || {
-        file_status(path).filter(|s| s.phase == phase)
-    })
+    wait_for(
+        timeout,
+        &format!("{} to reach {phase:?}", path.display()),
+        || file_status(path).filter(|s| s.phase == phase),
+    )
 }
 
 pub fn condition<'a>(s: &'a Status, t: &str) -> Option<&'a mirror_registry::api::Condition> {
@@ -274,7 +291,9 @@ pub fn unit_active(unit: &str) -> String {
 pub fn exists(kind: &str, name: &str) -> bool {
     match kind {
         "pod" => sh("podman", &["pod", "exists", name]).status.success(),
-        "container" => sh("podman", &["container", "exists", name]).status.success(),
+        "container" => sh("podman", &["container", "exists", name])
+            .status
+            .success(),
         "volume" => sh("podman", &["volume", "exists", name]).status.success(),
         _ => unreachable!(),
     }
