@@ -139,9 +139,10 @@ impl Lab {
             self.state().display().to_string(),
             "--scope".into(),
             "user".into(),
-            "--resync-interval".into(),
-            "30s".into(),
         ];
+        if !extra.contains(&"--resync-interval") {
+            a.extend(["--resync-interval".into(), "30s".into()]);
+        }
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     }
@@ -161,6 +162,10 @@ impl Lab {
             .spawn()
             .unwrap();
         self.controller = Some(child);
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(Ok(Some(code))) = self.controller.as_mut().map(|c| c.try_wait()) {
+            panic!("the controller exited at once ({code}):\n{}", self.logs());
+        }
     }
 
     pub fn stop(&mut self) {

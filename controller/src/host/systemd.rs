@@ -505,3 +505,68 @@ mod tests {
         );
     }
 }
+
+/// Decodes a unit object path (`/org/freedesktop/systemd1/unit/a_2dpod_2eservice`)
+/// into its unit name (`a-pod.service`).
+pub fn unit_name_from_path(path: &str) -> Option<String> {
+    let enc = path.strip_prefix("/org/freedesktop/systemd1/unit/")?;
+    let bytes = enc.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Systemd {
+    /// Names of units whose state changes, as the manager announces them
+    /// (PropertiesChanged on unit objects). The stream ends when the
+    /// connection does; the caller reconnects.
+    pub async fn unit_changes(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = String> + Send + 'static> {
+        use futures_util::StreamExt;
+        let err = |source: zbus::Error| Error::Call {
+            op: "subscribe to unit changes",
+            target: format!("the {} manager", self.scope),
+            source: Box::new(source),
+        };
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender("org.freedesktop.systemd1")
+            .and_then(|b| b.interface("org.freedesktop.DBus.Properties"))
+            .and_then(|b| b.member("PropertiesChanged"))
+            .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
+            .map_err(err)?
+            .build();
+        let stream = zbus::MessageStream::for_match_rule(rule, &self.conn, None)
+            .await
+            .map_err(err)?;
+        Ok(stream.filter_map(|m| async move {
+            let m = m.ok()?;
+            let path = m.header().path()?.to_string();
+            unit_name_from_path(&path)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn decodes_unit_paths() {
+        assert_eq!(
+            super::unit_name_from_path("/org/freedesktop/systemd1/unit/e2e_2d1_2dpod_2eservice")
+                .as_deref(),
+            Some("e2e-1-pod.service")
+        );
+        assert_eq!(super::unit_name_from_path("/other"), None);
+    }
+}

@@ -651,7 +651,9 @@ async fn observe(
         return Ok(components);
     }
     // A port conflict found while acting stands; anything else is observed.
-    if c.get(st::UNITS_ACTIVE).is_none_or(|x| x.reason != "PortConflict") {
+    if c.get(st::UNITS_ACTIVE)
+        .is_none_or(|x| x.reason != "PortConflict")
+    {
         if down.is_empty() {
             c.set(
                 st::UNITS_ACTIVE,

@@ -3,6 +3,7 @@
 //! its spec file.
 
 pub mod converge;
+pub mod drift;
 pub mod index;
 pub mod queue;
 pub mod record;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::queue::{Next, Queue};
-use super::{converge, record, Context};
+use super::{converge, drift, record, Context};
 use crate::api::Phase;
 use crate::spec_file::watch;
 
@@ -34,6 +34,7 @@ pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
         q.add(&n);
     }
     let mut watcher = watch::watch_dir(&cx.watch_dir, DEBOUNCE)?;
+    drift::spawn(cx.clone(), q.clone());
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(dir = %cx.watch_dir.display(), scope = %cx.scope, "watching for MirrorRegistry specs");
     let mut timer = tokio::time::interval(resync);

@@ -1,0 +1,125 @@
+//! Drift announced by the host, so repairs start within seconds instead of at
+//! the next resync: podman container events, systemd unit state changes, and
+//! edits to unit files or CA trust entries. Each only enqueues the owning
+//! registry's name; reconcile decides what, if anything, to do.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use notify::Watcher;
+
+use super::queue::Queue;
+use super::{record, Context};
+
+/// The registry whose ownership record matches, if any.
+fn owner(cx: &Context, matches: impl Fn(&record::Record) -> bool) -> Option<String> {
+    record::names(&cx.state_dir)
+        .into_iter()
+        .filter_map(|n| record::load(&cx.state_dir, &n).ok().flatten())
+        .find(|r| matches(r))
+        .map(|r| r.name)
+}
+
+fn owner_of_container(cx: &Context, container: &str) -> Option<String> {
+    owner(cx, |r| r.containers.contains(container))
+}
+
+fn owner_of_unit(cx: &Context, unit: &str) -> Option<String> {
+    owner(cx, |r| r.units.contains(unit))
+}
+
+fn owner_of_path(cx: &Context, path: &Path) -> Option<String> {
+    if path.parent() == Some(cx.unit_dir.as_path()) {
+        let file = path.file_name()?.to_string_lossy().into_owned();
+        return owner_of_unit(cx, &file);
+    }
+    let rel = path.strip_prefix(&cx.certs_d).ok()?;
+    let dir = cx.certs_d.join(rel.components().next()?);
+    owner(cx, |r| r.trust_dirs.contains(&dir))
+}
+
+/// Starts the drift listeners; they run until the process ends and
+/// reconnect on their own after an outage.
+pub fn spawn(cx: Arc<Context>, q: Queue) {
+    tokio::spawn(podman_events(cx.clone(), q.clone()));
+    tokio::spawn(systemd_events(cx.clone(), q.clone()));
+    tokio::spawn(file_events(cx, q));
+}
+
+const RECONNECT: Duration = Duration::from_secs(2);
+
+async fn podman_events(cx: Arc<Context>, q: Queue) {
+    loop {
+        if let Ok((podman, _)) = cx.clients().await {
+            let mut s = Box::pin(podman.container_changes());
+            while let Some(container) = s.next().await {
+                if let Some(name) = owner_of_container(&cx, &container) {
+                    tracing::debug!(registry = %name, container = %container, "container changed");
+                    q.add(&name);
+                }
+            }
+            tracing::debug!("podman event stream ended; reconnecting");
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+async fn systemd_events(cx: Arc<Context>, q: Queue) {
+    loop {
+        if let Ok((_, systemd)) = cx.clients().await {
+            match systemd.unit_changes().await {
+                Ok(s) => {
+                    let mut s = Box::pin(s);
+                    while let Some(unit) = s.next().await {
+                        if let Some(name) = owner_of_unit(&cx, &unit) {
+                            tracing::debug!(registry = %name, unit = %unit, "unit changed");
+                            q.add(&name);
+                        }
+                    }
+                    tracing::debug!("systemd signal stream ended; reconnecting");
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot subscribe to unit changes"),
+            }
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+async fn file_events(cx: Arc<Context>, q: Queue) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if matches!(ev.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            for p in ev.paths {
+                let _ = tx.send(p);
+            }
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch unit files and trust entries; drift there is found at resync");
+            return;
+        }
+    };
+    for (dir, mode) in [
+        (&cx.unit_dir, notify::RecursiveMode::NonRecursive),
+        (&cx.certs_d, notify::RecursiveMode::Recursive),
+    ] {
+        let _ = std::fs::create_dir_all(dir);
+        if let Err(e) = watcher.watch(dir, mode) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; drift there is found at resync");
+        }
+    }
+    while let Some(p) = rx.recv().await {
+        if let Some(name) = owner_of_path(&cx, &p) {
+            tracing::debug!(registry = %name, path = %p.display(), "owned file changed");
+            q.add(&name);
+        }
+    }
+    drop(watcher);
+}
