@@ -609,6 +609,37 @@ fn file_stream(
     })
 }
 
+impl Podman {
+    /// Names of containers that started, stopped, died or were removed, as
+    /// podman announces them. The stream ends with the connection; the
+    /// caller reconnects.
+    pub fn container_changes(&self) -> impl futures_util::Stream<Item = String> + Send + 'static {
+        use futures_util::StreamExt;
+        let opts = bollard::query_parameters::EventsOptions {
+            filters: Some(
+                [("type".to_string(), vec!["container".to_string()])]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        self.docker
+            .events(Some(opts))
+            .take_while(|e| std::future::ready(e.is_ok()))
+            .filter_map(|e| async move {
+                let e = e.ok()?;
+                let action = e.action.unwrap_or_default();
+                let interesting = ["start", "stop", "die", "remove", "died", "kill"]
+                    .iter()
+                    .any(|a| action == *a);
+                if !interesting {
+                    return None;
+                }
+                e.actor?.attributes?.get("name").cloned()
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,36 +690,5 @@ mod tests {
         assert_eq!(pod.id, "abc");
         assert_eq!(pod.state, "Running");
         assert!(pod.labels.is_empty());
-    }
-}
-
-impl Podman {
-    /// Names of containers that started, stopped, died or were removed, as
-    /// podman announces them. The stream ends with the connection; the
-    /// caller reconnects.
-    pub fn container_changes(&self) -> impl futures_util::Stream<Item = String> + Send + 'static {
-        use futures_util::StreamExt;
-        let opts = bollard::query_parameters::EventsOptions {
-            filters: Some(
-                [("type".to_string(), vec!["container".to_string()])]
-                    .into_iter()
-                    .collect(),
-            ),
-            ..Default::default()
-        };
-        self.docker
-            .events(Some(opts))
-            .take_while(|e| std::future::ready(e.is_ok()))
-            .filter_map(|e| async move {
-                let e = e.ok()?;
-                let action = e.action.unwrap_or_default();
-                let interesting = ["start", "stop", "die", "remove", "died", "kill"]
-                    .iter()
-                    .any(|a| action == *a);
-                if !interesting {
-                    return None;
-                }
-                e.actor?.attributes?.get("name").cloned()
-            })
     }
 }

@@ -484,28 +484,6 @@ impl Props<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scope_parses_and_prints() {
-        assert_eq!("system".parse::<Scope>(), Ok(Scope::System));
-        assert_eq!("user".parse::<Scope>(), Ok(Scope::User));
-        assert!("session".parse::<Scope>().is_err());
-        assert_eq!(Scope::User.to_string(), "user");
-        assert_eq!(Scope::System.to_string(), "system");
-    }
-
-    #[test]
-    fn system_unit_dir_is_etc() {
-        assert_eq!(
-            unit_dir(Scope::System).ok(),
-            Some(PathBuf::from("/etc/systemd/system"))
-        );
-    }
-}
-
 /// Decodes a unit object path (`/org/freedesktop/systemd1/unit/a_2dpod_2eservice`)
 /// into its unit name (`a-pod.service`).
 pub fn unit_name_from_path(path: &str) -> Option<String> {
@@ -568,5 +546,27 @@ mod path_tests {
             Some("e2e-1-pod.service")
         );
         assert_eq!(super::unit_name_from_path("/other"), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_parses_and_prints() {
+        assert_eq!("system".parse::<Scope>(), Ok(Scope::System));
+        assert_eq!("user".parse::<Scope>(), Ok(Scope::User));
+        assert!("session".parse::<Scope>().is_err());
+        assert_eq!(Scope::User.to_string(), "user");
+        assert_eq!(Scope::System.to_string(), "system");
+    }
+
+    #[test]
+    fn system_unit_dir_is_etc() {
+        assert_eq!(
+            unit_dir(Scope::System).ok(),
+            Some(PathBuf::from("/etc/systemd/system"))
+        );
     }
 }
