@@ -196,8 +196,31 @@ fn paused_stops_units_and_keeps_everything() {
         (units.status.as_str(), units.reason.as_str()),
         ("False", "Paused")
     );
+    // Stopped means inactive, not failed: a paused registry must not show up
+    // in `systemctl --failed`. Checked at the end, so the rest still runs.
+    let paused_states: Vec<(String, String, String)> = [pod_unit(&name), registry_unit(&name)]
+        .into_iter()
+        .map(|u| {
+            let state = unit_active(&u);
+            let detail = sh_ok(
+                "systemctl",
+                &[
+                    "--user",
+                    "show",
+                    "-p",
+                    "Result,ExecMainCode,ExecMainStatus",
+                    &u,
+                ],
+            );
+            (
+                u,
+                state,
+                detail.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect();
     for u in [pod_unit(&name), registry_unit(&name)] {
-        assert_eq!(unit_active(&u), "inactive", "{u} after pausing");
+        assert_ne!(unit_active(&u), "active", "{u} after pausing");
         assert_eq!(unit_enabled(&u), "disabled", "{u} after pausing");
         assert!(
             unit_dir().join(&u).is_file(),
@@ -220,13 +243,16 @@ fn paused_stops_units_and_keeps_everything() {
     assert!(lab.state().join(&name).join("owned.json").is_file());
     // Paused is a settled state: nothing flips it back on its own.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(unit_active(&pod_unit(&name)), "inactive");
+    assert_ne!(unit_active(&pod_unit(&name)), "active");
+    assert_ne!(unit_active(&registry_unit(&name)), "active");
     assert_eq!(
         file_status(&lab.spec_path(&name)).map(|s| s.phase),
         Some(Phase::Paused)
     );
 
-    edit(&lab, &name, |t| t.replacen("paused: true", "paused: false", 1));
+    edit(&lab, &name, |t| {
+        t.replacen("paused: true", "paused: false", 1)
+    });
     let again = wait_ready(&lab, &name);
     for u in [pod_unit(&name), registry_unit(&name)] {
         assert_eq!(unit_active(&u), "active", "{u} after unpausing");
@@ -236,6 +262,10 @@ fn paused_stops_units_and_keeps_everything() {
     assert_eq!(read(&ca), ca_before, "the same CA serves again");
     assert_eq!(credentials(&root), creds_before);
     assert_eq!(v2_code(port, &ca), "401");
+
+    for (u, state, detail) in paused_states {
+        assert_eq!(state, "inactive", "{u} while paused ({detail})");
+    }
 }
 
 #[test]
@@ -278,16 +308,37 @@ fn port_conflict_is_a_condition_naming_the_port() {
     assert_eq!(v2_code(port, &ca), "401");
 }
 
-/// A CA and a server pair for `host` signed by it, written under `dir` as
-/// `<stem>.crt` / `<stem>.key`. Returns (cert, key).
-fn write_pair(dir: &Path, stem: &str, ca: &tls::Pem, host: &str) -> (PathBuf, PathBuf) {
+/// A server pair for `host` signed by `ca`, written under `dir` as
+/// `<stem>.crt` / `<stem>.key`; with `chain` the certificate file holds the
+/// CA certificate after the server's (a "fullchain" file). Returns (cert, key).
+fn write_pair(
+    dir: &Path,
+    stem: &str,
+    ca: &tls::Pem,
+    host: &str,
+    chain: bool,
+) -> (PathBuf, PathBuf) {
     let now = time::OffsetDateTime::now_utc();
     let server = tls::generate_server(ca, &[host.to_string()], &[], now).unwrap();
     let cert = dir.join(format!("{stem}.crt"));
     let key = dir.join(format!("{stem}.key"));
-    std::fs::write(&cert, &server.cert).unwrap();
+    let mut pem = server.cert.clone();
+    if chain {
+        pem.push_str(&ca.cert);
+    }
+    std::fs::write(&cert, pem).unwrap();
     std::fs::write(&key, &server.key).unwrap();
     (cert, key)
+}
+
+/// A directory with a fresh CA: (dir, CA, CA certificate file).
+fn pki(lab: &Lab) -> (PathBuf, tls::Pem, PathBuf) {
+    let dir = lab.dir.path().join("pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = tls::generate_ca("mirror-registry test CA", time::OffsetDateTime::now_utc()).unwrap();
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, &ca.cert).unwrap();
+    (dir, ca, ca_file)
 }
 
 fn tls_lines(cert: &Path, key: &Path) -> String {
@@ -304,31 +355,43 @@ fn user_tls_pair_is_validated() {
     let name = unique("rb-tls");
     let port = free_port();
     lab.track(&name, port);
-    let pki = lab.dir.path().join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
-    let ca = tls::generate_ca("mirror-registry test CA", time::OffsetDateTime::now_utc()).unwrap();
-    let ca_file = pki.join("ca.crt");
-    std::fs::write(&ca_file, &ca.cert).unwrap();
-    let (good_cert, good_key) = write_pair(&pki, "good", &ca, "localhost");
+    let (pki, ca, ca_file) = pki(&lab);
+    let (good_cert, good_key) = write_pair(&pki, "good", &ca, "localhost", true);
 
-    lab.put(&name, &lab.spec(&name, port, &tls_lines(&good_cert, &good_key)));
+    lab.put(
+        &name,
+        &lab.spec(&name, port, &tls_lines(&good_cert, &good_key)),
+    );
     lab.start(&[]);
     let ready = wait_ready(&lab, &name);
     let cv = cond(&ready, "CertificateValid");
-    assert_eq!((cv.status.as_str(), cv.reason.as_str()), ("True", "Provided"));
+    assert_eq!(
+        (cv.status.as_str(), cv.reason.as_str()),
+        ("True", "Provided")
+    );
     let healthy = cond(&ready, "Healthy");
     assert_eq!(healthy.status, "True", "{healthy:?}");
     assert_eq!(ready.ca_file, None, "no generated CA for a provided pair");
-    assert_eq!(v2_code(port, &ca_file), "401", "serves the user's certificate");
+    assert_eq!(
+        v2_code(port, &ca_file),
+        "401",
+        "serves the user's certificate"
+    );
     let served = read(&lab.root(&name).join("tls/tls.crt"));
     assert_eq!(served, read(&good_cert));
 
     // A certificate for another host: reported, and the registry keeps
     // serving the pair that was valid.
-    let (wrong_cert, wrong_key) = write_pair(&pki, "wrong-host", &ca, "other.example");
+    let (wrong_cert, wrong_key) = write_pair(&pki, "wrong-host", &ca, "other.example", true);
     edit(&lab, &name, |t| {
-        t.replace(&good_cert.display().to_string(), &wrong_cert.display().to_string())
-            .replace(&good_key.display().to_string(), &wrong_key.display().to_string())
+        t.replace(
+            &good_cert.display().to_string(),
+            &wrong_cert.display().to_string(),
+        )
+        .replace(
+            &good_key.display().to_string(),
+            &wrong_key.display().to_string(),
+        )
     });
     let s = wait_status(
         &lab,
@@ -363,10 +426,16 @@ fn user_tls_pair_is_validated() {
     );
 
     // A key that is not the certificate's.
-    let (_, other_key) = write_pair(&pki, "other-key", &ca, "localhost");
+    let (_, other_key) = write_pair(&pki, "other-key", &ca, "localhost", true);
     edit(&lab, &name, |t| {
-        t.replace(&wrong_cert.display().to_string(), &good_cert.display().to_string())
-            .replace(&wrong_key.display().to_string(), &other_key.display().to_string())
+        t.replace(
+            &wrong_cert.display().to_string(),
+            &good_cert.display().to_string(),
+        )
+        .replace(
+            &wrong_key.display().to_string(),
+            &other_key.display().to_string(),
+        )
     });
     let s = wait_status(
         &lab,
@@ -397,6 +466,30 @@ fn user_tls_pair_is_validated() {
     );
 }
 
+/// The common air-gapped case: a certificate file holding only the server
+/// certificate, issued by a private CA the host does not trust. The
+/// controller validated the pair itself, so its probe must get through.
+#[test]
+fn user_tls_leaf_certificate_of_a_private_ca_becomes_ready() {
+    let mut lab = Lab::new();
+    let name = unique("rb-tlsleaf");
+    let port = free_port();
+    lab.track(&name, port);
+    let (pki, ca, ca_file) = pki(&lab);
+    let (cert, key) = write_pair(&pki, "leaf", &ca, "localhost", false);
+    lab.put(&name, &lab.spec(&name, port, &tls_lines(&cert, &key)));
+    assert_eq!(
+        lab.once(&["--once-timeout", "20s"]),
+        0,
+        "{}",
+        diagnostics(&lab, &name)
+    );
+    let s = file_status(&lab.spec_path(&name)).unwrap();
+    assert_eq!(s.phase, Phase::Ready);
+    assert_eq!(cond(&s, "Healthy").status, "True");
+    assert_eq!(v2_code(port, &ca_file), "401");
+}
+
 #[test]
 fn invalid_spec_keeps_the_registry_serving() {
     let mut lab = Lab::new();
@@ -415,13 +508,9 @@ fn invalid_spec_keeps_the_registry_serving() {
             "replicas: 3",
         )
     });
-    let s = wait_status(
-        &lab,
-        &name,
-        "SpecValid False",
-        STEP_TIMEOUT,
-        |s| condition(s, "SpecValid").is_some_and(|c| c.status == "False"),
-    );
+    let s = wait_status(&lab, &name, "SpecValid False", STEP_TIMEOUT, |s| {
+        condition(s, "SpecValid").is_some_and(|c| c.status == "False")
+    });
     let sv = cond(&s, "SpecValid");
     assert_eq!(sv.reason, "InvalidSpec");
     assert!(sv.message.contains("spec.port"), "{}", sv.message);
@@ -521,6 +610,26 @@ fn duplicate_names_are_reported_on_both_files() {
     assert_eq!(s.phase, Phase::Ready);
     assert_eq!(cond(&s, "SpecValid").status, "True");
     assert!(exists("pod", &format!("{name}-pod")));
+    let ca = s.ca_file.clone().expect("caFile");
+
+    // A duplicate of a running registry is reported and tears nothing down.
+    std::fs::write(&b, &spec).unwrap();
+    assert_eq!(lab.once(&["--once-timeout", "20s"]), 1);
+    for f in [&a, &b] {
+        let s = file_status(f).unwrap();
+        assert!(
+            has_cond(&s, "SpecValid", "False", "DuplicateName"),
+            "{}: {s:#?}",
+            f.display()
+        );
+    }
+    assert_eq!(unit_active(&registry_unit(&name)), "active");
+    assert_eq!(
+        v2_code(port, &ca),
+        "401",
+        "the running registry keeps serving"
+    );
+    assert!(lab.state().join(&name).join("owned.json").is_file());
 }
 
 #[test]
@@ -540,7 +649,11 @@ fn deletion_policy_delete_removes_data() {
     let state = lab.state().join(&name);
     assert!(state.join("owned.json").is_file());
     let trust = mirror_registry::settings::certs_d().join(format!("localhost:{port}"));
-    assert!(trust.join("ca.crt").is_file(), "{} written", trust.display());
+    assert!(
+        trust.join("ca.crt").is_file(),
+        "{} written",
+        trust.display()
+    );
 
     std::fs::remove_file(lab.spec_path(&name)).unwrap();
     assert_eq!(lab.once(&[]), 0, "torn down: {}", diagnostics(&lab, &name));
@@ -591,17 +704,19 @@ fn state_only_mode_leaves_the_spec_file_alone() {
     assert_eq!(v2_code(port, &ca), "401");
 }
 
+/// A file with its inode and mtime (seconds, nanoseconds).
+type Stamp = (PathBuf, u64, i64, i64);
+
 /// (inode, mtime) of a file, to tell whether anything wrote it.
-fn stamp(path: &Path) -> (PathBuf, u64, i64, i64) {
+fn stamp(path: &Path) -> Stamp {
     let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path.to_path_buf(), m.ino(), m.mtime(), m.mtime_nsec())
 }
 
-/// Everything a converged reconcile must leave alone.
-fn snapshot(lab: &Lab, name: &str) -> (Vec<(PathBuf, u64, i64, i64)>, String, String) {
+/// Everything a converged reconcile must leave alone, besides the spec file.
+fn snapshot(lab: &Lab, name: &str) -> (Vec<Stamp>, String, String) {
     let root = lab.root(name);
     let mut files = vec![
-        lab.spec_path(name),
         unit_dir().join(pod_unit(name)),
         unit_dir().join(registry_unit(name)),
         root.join("config/registry-config.yml"),
@@ -655,18 +770,43 @@ fn converged_reconcile_changes_nothing() {
     // Let any reconcile the status write itself triggered finish.
     std::thread::sleep(Duration::from_secs(3));
     let first = snapshot(&lab, &name);
-    let status = read(&lab.spec_path(&name));
+    let spec_stamp = stamp(&lab.spec_path(&name));
 
     // A file in the watch dir that is not a spec.
     std::fs::write(lab.watch().join("other.txt"), "not a spec\n").unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(snapshot(&lab, &name), first, "after an unrelated file");
+    assert_eq!(
+        stamp(&lab.spec_path(&name)),
+        spec_stamp,
+        "spec file not written"
+    );
+
+    // A comment-only edit: same spec hash, so nothing restarts and the
+    // status the file already holds is not written again.
+    let edited = edit(&lab, &name, |t| {
+        t.replacen("\nspec:\n", "\n# a comment the user added\nspec:\n", 1)
+    });
+    let spec_stamp = stamp(&lab.spec_path(&name));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(snapshot(&lab, &name), first, "after a comment-only edit");
+    assert_eq!(
+        stamp(&lab.spec_path(&name)),
+        spec_stamp,
+        "spec file not rewritten after a comment-only edit"
+    );
+    assert_eq!(read(&lab.spec_path(&name)), edited);
 
     // A full reconcile pass of a converged registry.
     lab.stop();
     assert_eq!(lab.once(&[]), 0, "{}", diagnostics(&lab, &name));
     assert_eq!(snapshot(&lab, &name), first, "after --once");
-    assert_eq!(read(&lab.spec_path(&name)), status, "status unchanged");
+    assert_eq!(
+        stamp(&lab.spec_path(&name)),
+        spec_stamp,
+        "spec file not rewritten by --once"
+    );
+    assert_eq!(read(&lab.spec_path(&name)), edited, "status unchanged");
     let once_log = std::fs::read_to_string(lab.dir.path().join("once.log")).unwrap();
     for noisy in ["status written", "unit files written", "created volume"] {
         assert!(

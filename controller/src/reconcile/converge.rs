@@ -16,6 +16,7 @@ use crate::host::systemd::Systemd;
 use crate::host::{credentials, files, tls};
 use crate::naming;
 use crate::render::{self, Desired};
+use crate::spec_file::read::read_spec;
 
 /// Looks at registry `name` again: converge it to its spec file, report a
 /// bad spec, or tear it down when its file is gone.
@@ -141,14 +142,22 @@ fn write_status(
 }
 
 async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
-    let bytes = match std::fs::read(path) {
+    let strict = cx.scope == crate::host::systemd::Scope::System;
+    let bytes = match read_spec(path, &cx.watch_dir, strict) {
         Ok(b) => b,
         // Gone since the last scan: rescan and look again.
-        Err(_) => {
-            for n in cx.rescan() {
-                tracing::debug!(registry = %n, "changed");
-            }
+        Err(_) if path.symlink_metadata().is_err() => {
+            cx.rescan();
             return Next::After(Duration::from_millis(100));
+        }
+        Err(problem) => {
+            tracing::warn!(registry = name, "{problem}; registry left as it is");
+            let prev = record::load_status(&cx.state_dir, name);
+            let status = invalid_status(prev.as_ref(), &[problem], "UnusableFile");
+            if let Err(e) = record::save_status(&cx.state_dir, name, &status) {
+                tracing::warn!(registry = name, error = %e, "cannot keep status in the state directory");
+            }
+            return Next::Done;
         }
     };
     let loaded = match load::parse(path, &bytes) {
@@ -535,12 +544,29 @@ async fn units(
     c: &mut Conditions<'_>,
 ) -> Result<bool, Error> {
     files::ensure_dir(&cx.unit_dir, 0o755)?;
-    let pod_path = cx.unit_dir.join(&desired.pod_unit.name);
-    let old_pod = files::read_optional(&pod_path)?;
+    let pod = &desired.pod_unit.name;
+    let old_pod = files::read_optional(&cx.unit_dir.join(pod))?;
     let publish = format!("--publish {}:", r.port);
     let same_port = old_pod
         .as_deref()
         .is_some_and(|b| String::from_utf8_lossy(b).contains(&publish));
+    // A port someone else holds: report it and change nothing, so the pod
+    // that runs keeps serving on the port it has.
+    if !r.paused {
+        let pod_active = systemd.unit(pod).await?.active_state == "active";
+        if !(pod_active && same_port) && port_taken(r.port) {
+            c.set(
+                st::UNITS_ACTIVE,
+                Some(false),
+                "PortConflict",
+                format!(
+                    "port {} is already in use by another program; {pod} not started",
+                    r.port
+                ),
+            );
+            return Ok(false);
+        }
+    }
     let mut changed = BTreeSet::new();
     for u in desired.all_units() {
         if files::write_if_changed(&cx.unit_dir.join(&u.name), u.content.as_bytes(), 0o644)? {
@@ -555,6 +581,7 @@ async fn units(
     if r.paused {
         for n in names.iter().rev() {
             systemd.stop(n).await?;
+            systemd.reset_failed(n).await?;
         }
         systemd.disable(&names).await?;
         return Ok(false);
@@ -566,22 +593,9 @@ async fn units(
     if states.iter().any(|s| s.unit_file_state != "enabled") {
         systemd.enable(&names).await?;
     }
-    let pod = &desired.pod_unit.name;
     let pod_active = states[0].active_state == "active";
     let pod_changed = changed.contains(pod);
     let mut pod_started = false;
-    if (!pod_active || (pod_changed && !same_port)) && port_taken(r.port) {
-        c.set(
-            st::UNITS_ACTIVE,
-            Some(false),
-            "PortConflict",
-            format!(
-                "port {} is already in use by another program; {pod} not started",
-                r.port
-            ),
-        );
-        return Ok(false);
-    }
     if pod_changed && pod_active {
         systemd.restart(pod).await?;
         pod_started = true;
@@ -694,6 +708,7 @@ async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<Strin
         .timeout(Duration::from_secs(5))
         .min_tls_version(reqwest::tls::Version::TLS_1_2)
         .resolve(&r.hostname, SocketAddr::from((Ipv4Addr::LOCALHOST, r.port)));
+    let mut pinned = None;
     match (ca_file, &r.tls) {
         (Some(ca), _) => {
             let pem = std::fs::read(ca).map_err(|e| format!("read {}: {e}", ca.display()))?;
@@ -701,24 +716,19 @@ async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<Strin
                 .map_err(|e| format!("{}: {e}", ca.display()))?;
             b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
         }
-        (
-            None,
-            Tls::Provided {
-                cert_file,
-                skip_hostname_check,
-                ..
-            },
-        ) => {
+        (None, Tls::Provided { cert_file, .. }) => {
+            // The user's CA may be one the host does not trust and the file
+            // may hold the leaf alone: pin the served certificate to the
+            // first one in certFile instead (its chain, dates and names were
+            // checked when the pair was accepted).
             let pem = std::fs::read(cert_file)
                 .map_err(|e| format!("read {}: {e}", cert_file.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("{}: {e}", cert_file.display()))?
-            {
-                b = b.add_root_certificate(cert);
-            }
-            if *skip_hostname_check {
-                b = b.danger_accept_invalid_hostnames(true);
-            }
+            let leaf = rustls_pemfile::certs(&mut pem.as_slice())
+                .next()
+                .and_then(|c| c.ok())
+                .ok_or_else(|| format!("{}: no certificate", cert_file.display()))?;
+            pinned = Some(leaf.to_vec());
+            b = b.danger_accept_invalid_certs(true).tls_info(true);
         }
         _ => {}
     }
@@ -732,6 +742,17 @@ async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<Strin
         }
         msg
     })?;
+    if let Some(want) = pinned {
+        let served = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate());
+        if served != Some(want.as_slice()) {
+            return Err(format!(
+                "{url} serves a certificate other than the one in spec.tls.certFile"
+            ));
+        }
+    }
     let code = resp.status().as_u16();
     if code == 200 || code == 401 {
         Ok(format!("GET {url} answered {code} over verified TLS"))

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::record;
 use crate::api::load;
-use crate::spec_file::{splice, watch};
+use crate::api::validate::is_dns1123_label;
+use crate::spec_file::{read::read_spec, splice, watch};
 
 /// One spec candidate as last seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,18 +52,12 @@ fn fingerprint(bytes: &[u8]) -> String {
 
 /// The registry name a file stands for, even when it is invalid, so that a
 /// broken edit is reported against the registry it breaks and never reads
-/// as "this registry was deleted": metadata.name if it can be read at all,
-/// else the name this path had before, else the name its ownership record
-/// gives, else the file's stem.
+/// as "this registry was deleted" (or renamed): a valid file's name; for an
+/// invalid one the name this path had before, else the name its ownership
+/// record gives, else a readable and valid metadata.name, else the stem.
 pub fn name_of(path: &Path, bytes: &[u8], previous: Option<&Entry>, state_dir: &Path) -> String {
     if let Ok(l) = load::parse(path, bytes) {
         return l.name;
-    }
-    let lenient = serde_yaml::from_slice::<serde_yaml::Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("metadata")?.get("name")?.as_str().map(str::to_string));
-    if let Some(n) = lenient {
-        return n;
     }
     if let Some(p) = previous {
         return p.name.clone();
@@ -74,46 +69,72 @@ pub fn name_of(path: &Path, bytes: &[u8], previous: Option<&Entry>, state_dir: &
             }
         }
     }
-    load::name_from_file(path)
+    let lenient = serde_yaml::from_slice::<serde_yaml::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("metadata")?.get("name")?.as_str().map(str::to_string))
+        .filter(|n| is_dns1123_label(n));
+    lenient.unwrap_or_else(|| load::name_from_file(path))
 }
 
 /// Rescans the directory. Returns the new index and the names to look at:
 /// files added, removed or edited (ignoring status-only changes), under
-/// their old and new names.
-pub fn rescan(dir: &Path, state_dir: &Path, old: &Index) -> (Index, BTreeSet<String>) {
+/// their old and new names. Entries that cannot be used (a directory named
+/// like a spec, a symlink out of the directory, an unsafe file in system
+/// scope) stay in the index under the name they stand for, so they are
+/// reported, never mistaken for a deleted spec.
+pub fn rescan(
+    dir: &Path,
+    state_dir: &Path,
+    old: &Index,
+    strict: bool,
+) -> (Index, BTreeSet<String>) {
     let mut index = Index::default();
     let mut dirty = BTreeSet::new();
-    match watch::scan_dir(dir) {
-        Ok(scan) => {
-            index.skipped = scan.skipped;
-            for path in scan.files {
-                let Ok(bytes) = std::fs::read(&path) else {
-                    continue;
-                };
+    let scan = match watch::scan_dir(dir) {
+        Ok(scan) => scan,
+        Err(e) => {
+            // Keep what we knew: a missing directory is not a deletion.
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot scan the watch directory");
+            return (old.clone(), dirty);
+        }
+    };
+    index.skipped = scan.skipped.clone();
+    let candidates = scan
+        .files
+        .into_iter()
+        .chain(scan.skipped.into_iter().map(|(p, _)| p));
+    for path in candidates {
+        let prev = old.files.get(&path);
+        let (name, fp) = match read_spec(&path, dir, strict) {
+            Ok(bytes) => {
                 let fp = fingerprint(&bytes);
-                let prev = old.files.get(&path);
                 let name = match prev {
                     Some(p) if p.fingerprint == fp => p.name.clone(),
                     _ => name_of(&path, &bytes, prev, state_dir),
                 };
-                if prev.map(|p| (&p.name, &p.fingerprint)) != Some((&name, &fp)) {
-                    dirty.insert(name.clone());
-                    if let Some(p) = prev {
-                        dirty.insert(p.name.clone());
-                    }
-                }
-                index.files.insert(
-                    path,
-                    Entry {
-                        name,
-                        fingerprint: fp,
-                    },
-                );
+                (name, fp)
+            }
+            Err(problem) => {
+                let name = match prev {
+                    Some(p) => p.name.clone(),
+                    None => name_of(&path, b"", None, state_dir),
+                };
+                (name, fingerprint(problem.as_bytes()))
+            }
+        };
+        if prev.map(|p| (&p.name, &p.fingerprint)) != Some((&name, &fp)) {
+            dirty.insert(name.clone());
+            if let Some(p) = prev {
+                dirty.insert(p.name.clone());
             }
         }
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot scan the watch directory")
-        }
+        index.files.insert(
+            path,
+            Entry {
+                name,
+                fingerprint: fp,
+            },
+        );
     }
     for (path, e) in &old.files {
         if !index.files.contains_key(path) {

@@ -125,7 +125,8 @@ impl Context {
         let Ok(mut idx) = self.index.lock() else {
             return Default::default();
         };
-        let (new, dirty) = index::rescan(&self.watch_dir, &self.state_dir, &idx);
+        let strict = self.scope == Scope::System;
+        let (new, dirty) = index::rescan(&self.watch_dir, &self.state_dir, &idx, strict);
         *idx = new;
         dirty
     }

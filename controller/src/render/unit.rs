@@ -159,6 +159,8 @@ BindsTo={pod_unit}
 Environment=PODMAN_SYSTEMD_UNIT=%n
 Restart=always
 RestartSec=1
+# A Go or C server as PID 1 exits 2 or 143 on SIGTERM: a clean stop.
+SuccessExitStatus=2 143
 TimeoutStopSec=70
 {run}
 ExecStop={podman} stop --ignore -t 10 {container}
