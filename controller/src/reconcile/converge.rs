@@ -305,6 +305,27 @@ async fn converge(
     }
     record::save(&cx.state_dir, &rec)?;
 
+    // A port held by someone else: report it and change nothing, so what
+    // runs keeps serving as it is.
+    if !r.paused && port_conflict(cx, &systemd, &desired, r).await? {
+        c.set(
+            st::UNITS_ACTIVE,
+            Some(false),
+            "PortConflict",
+            format!(
+                "port {} is already in use by another program; {} not started",
+                r.port, desired.pod_unit.name
+            ),
+        );
+        let components = observe(&podman, &systemd, &desired, r, None, c).await?;
+        let ca_file = matches!(r.tls, Tls::Generated { .. })
+            .then(|| naming::root::tls_dir(&r.root).join("ca.crt"));
+        return Ok(Converged {
+            ca_file,
+            components,
+        });
+    }
+
     // Root layout and modes.
     for (dir, mode) in &desired.dirs {
         files::ensure_dir(dir, *mode)?;
@@ -446,7 +467,7 @@ async fn converge(
     // Units.
     let mut started = false;
     if images_ok {
-        started = units(cx, &systemd, &desired, r, inputs_changed, c).await?;
+        started = units(cx, &systemd, &desired, r, inputs_changed).await?;
     }
     // Right after a (re)start the registry needs a moment before it answers:
     // observe again shortly rather than report Progressing and come back
@@ -532,6 +553,23 @@ fn port_taken(port: u16) -> bool {
     std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).is_err()
 }
 
+/// Whether the port this registry should publish is held by another
+/// program. Our own running pod holding it (its unit file publishes that
+/// port) is not a conflict.
+async fn port_conflict(
+    cx: &Context,
+    systemd: &Systemd,
+    desired: &Desired,
+    r: &Resolved,
+) -> Result<bool, Error> {
+    let pod = &desired.pod_unit.name;
+    let publish = format!("--publish {}:", r.port);
+    let ours = files::read_optional(&cx.unit_dir.join(pod))?
+        .is_some_and(|b| String::from_utf8_lossy(&b).contains(&publish))
+        && systemd.unit(pod).await?.active_state == "active";
+    Ok(!ours && port_taken(r.port))
+}
+
 /// Writes unit files that differ, reloads once, enables, and starts or
 /// restarts only what changed or is not running. Returns whether it started
 /// or restarted anything.
@@ -541,32 +579,9 @@ async fn units(
     desired: &Desired,
     r: &Resolved,
     inputs_changed: bool,
-    c: &mut Conditions<'_>,
 ) -> Result<bool, Error> {
     files::ensure_dir(&cx.unit_dir, 0o755)?;
     let pod = &desired.pod_unit.name;
-    let old_pod = files::read_optional(&cx.unit_dir.join(pod))?;
-    let publish = format!("--publish {}:", r.port);
-    let same_port = old_pod
-        .as_deref()
-        .is_some_and(|b| String::from_utf8_lossy(b).contains(&publish));
-    // A port someone else holds: report it and change nothing, so the pod
-    // that runs keeps serving on the port it has.
-    if !r.paused {
-        let pod_active = systemd.unit(pod).await?.active_state == "active";
-        if !(pod_active && same_port) && port_taken(r.port) {
-            c.set(
-                st::UNITS_ACTIVE,
-                Some(false),
-                "PortConflict",
-                format!(
-                    "port {} is already in use by another program; {pod} not started",
-                    r.port
-                ),
-            );
-            return Ok(false);
-        }
-    }
     let mut changed = BTreeSet::new();
     for u in desired.all_units() {
         if files::write_if_changed(&cx.unit_dir.join(&u.name), u.content.as_bytes(), 0o644)? {
