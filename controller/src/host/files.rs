@@ -19,6 +19,19 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Files written by this process, so benchmarks can show that a converged
+/// reconcile writes nothing.
+static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn writes() -> u64 {
+    WRITES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts a write made outside this module (the spec file's status splice).
+pub fn count_write() {
+    WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         op,
@@ -73,6 +86,7 @@ pub fn write_if_changed(path: &Path, content: &[u8], mode: u32) -> Result<bool> 
 /// Atomically replaces `path` with `content`, created with `mode` from the
 /// start so a secret is never briefly readable by others.
 pub fn atomic_write(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    count_write();
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".mr-tmp-")

@@ -114,6 +114,14 @@ impl Context {
         Ok((podman, systemd))
     }
 
+    /// Podman API and D-Bus calls made so far through the cached clients.
+    pub async fn call_counts(&self) -> (u64, u64) {
+        match self.clients.lock().await.as_ref() {
+            Some((p, s)) => (p.api_calls(), s.dbus_calls()),
+            None => (0, 0),
+        }
+    }
+
     /// Drops cached clients after an error, so the next reconcile reconnects
     /// (a restarted systemd manager means a new bus connection).
     pub async fn reset_clients(&self) {

@@ -124,6 +124,7 @@ fn replace_with(
         path: path.to_path_buf(),
         source: e.error,
     })?;
+    crate::host::files::count_write();
     if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
         // The rename happened; only its durability across a crash is in doubt.
         tracing::warn!(dir = %dir.display(), error = %e, "fsync of the spec directory failed");
