@@ -226,6 +226,16 @@ fn offline_commands() {
         show(&q)
     );
 
+    // validate and explain need nothing either.
+    let v = expect(&lab, &["validate", "-f", spec_path.to_str().unwrap()], 0);
+    assert!(
+        stdout(&v).contains(&format!("valid (MirrorRegistry {name})")),
+        "{}",
+        show(&v)
+    );
+    let x = stdout(&expect(&lab, &["explain", "spec.tls"], 0));
+    assert!(x.contains("certFile"), "{x}");
+
     // Completion scripts and the man page come from the same definitions.
     for shell in ["bash", "zsh", "fish"] {
         let c = expect(&lab, &["completion", shell], 0);

@@ -73,20 +73,20 @@ pub struct Cli {
 #[derive(Clone, Debug, clap::Args)]
 pub struct Global {
     /// Directory of MirrorRegistry spec files the controller watches.
-    #[arg(long, global = true, env = settings::env::WATCH_DIR, default_value = settings::DEFAULT_WATCH_DIR)]
+    #[arg(long, global = true, help_heading = "Global options", env = settings::env::WATCH_DIR, default_value = settings::DEFAULT_WATCH_DIR)]
     pub watch_dir: PathBuf,
     /// The controller's state directory (status copies, ownership records).
     /// Default: /var/lib/mirror-registry-controller (system),
     /// ~/.local/state/mirror-registry-controller (user).
-    #[arg(long, global = true, env = settings::env::STATE_DIR)]
+    #[arg(long, global = true, help_heading = "Global options", env = settings::env::STATE_DIR)]
     pub state_dir: Option<PathBuf>,
     /// system: system bus and /etc/systemd/system; user: session bus and
     /// ~/.config/systemd/user.
-    #[arg(long, global = true, env = settings::env::SCOPE, value_enum, default_value = settings::DEFAULT_SCOPE)]
+    #[arg(long, global = true, help_heading = "Global options", env = settings::env::SCOPE, value_enum, default_value = settings::DEFAULT_SCOPE)]
     pub scope: Scope,
     /// Podman's API socket (logs, describe). Default: /run/podman/podman.sock
     /// (system), $XDG_RUNTIME_DIR/podman/podman.sock (user).
-    #[arg(long, global = true, env = settings::env::PODMAN_SOCKET)]
+    #[arg(long, global = true, help_heading = "Global options", env = settings::env::PODMAN_SOCKET)]
     pub podman_socket: Option<PathBuf>,
 }
 
