@@ -14,6 +14,30 @@ pub fn wanted_by(scope: Scope) -> &'static str {
 }
 
 pub const DEFAULT_WATCH_DIR: &str = "/etc/mirror-registry";
+/// The scope both binaries use unless told otherwise.
+pub const DEFAULT_SCOPE: &str = "system";
+/// The systemd unit `mrctl install` runs the controller as.
+pub const CONTROLLER_UNIT: &str = "mirror-registry-controller";
+
+/// Environment variables both binaries read their shared flags from, and
+/// that `mrctl install` sets in the controller's unit.
+pub mod env {
+    pub const WATCH_DIR: &str = "MIRROR_REGISTRY_WATCH_DIR";
+    pub const STATE_DIR: &str = "MIRROR_REGISTRY_STATE_DIR";
+    pub const SCOPE: &str = "MIRROR_REGISTRY_SCOPE";
+    pub const PODMAN_SOCKET: &str = "MIRROR_REGISTRY_PODMAN_SOCKET";
+}
+
+/// The podman binary units run: the first in PATH, as systemd wants an
+/// absolute path.
+pub fn podman_binary() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("podman"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/podman"))
+}
 
 fn home() -> PathBuf {
     std::env::var_os("HOME")

@@ -17,23 +17,23 @@ use mirror_registry::telemetry::{self, LogFormat};
 #[command(name = "mirror-registry-controller", version, about)]
 struct Args {
     /// Directory of MirrorRegistry spec files (*.yaml, *.yml).
-    #[arg(long, env = "MIRROR_REGISTRY_WATCH_DIR", default_value = settings::DEFAULT_WATCH_DIR)]
+    #[arg(long, env = settings::env::WATCH_DIR, default_value = settings::DEFAULT_WATCH_DIR)]
     watch_dir: PathBuf,
     /// system: system bus and /etc/systemd/system; user: session bus and
     /// ~/.config/systemd/user.
     #[arg(
         long,
-        env = "MIRROR_REGISTRY_SCOPE",
+        env = settings::env::SCOPE,
         value_enum,
-        default_value = "system"
+        default_value = settings::DEFAULT_SCOPE
     )]
     scope: Scope,
     /// What the controller owns: status copies, ownership records.
-    #[arg(long, env = "MIRROR_REGISTRY_STATE_DIR")]
+    #[arg(long, env = settings::env::STATE_DIR)]
     state_dir: Option<PathBuf>,
     /// Podman's API socket. Default: /run/podman/podman.sock (system),
     /// $XDG_RUNTIME_DIR/podman/podman.sock (user).
-    #[arg(long, env = "MIRROR_REGISTRY_PODMAN_SOCKET")]
+    #[arg(long, env = settings::env::PODMAN_SOCKET)]
     podman_socket: Option<PathBuf>,
     /// Look at every registry this often, for drift no event announced.
     #[arg(long, env = "MIRROR_REGISTRY_RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -62,17 +62,6 @@ struct Args {
     log_format: LogFormat,
 }
 
-/// The podman binary units run: the first in PATH, as systemd wants an
-/// absolute path.
-fn podman_binary() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("podman"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/podman"))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -86,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         args.status_mode,
         HostFacts { fqdn: host::fqdn() },
         mirror_registry::render::Context {
-            podman: podman_binary(),
+            podman: settings::podman_binary(),
             wanted_by: settings::wanted_by(args.scope).to_string(),
         },
         systemd::unit_dir(args.scope).context("unit directory")?,

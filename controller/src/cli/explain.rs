@@ -7,10 +7,10 @@ pub struct Args {
     pub field: String,
 }
 
-pub fn run(args: Args) -> anyhow::Result<i32> {
+pub fn run(args: Args) -> super::Result<i32> {
     match schema::explain(&args.field) {
         Ok(text) => {
-            print!("{text}");
+            out!("{text}");
             Ok(0)
         }
         Err(e) => {

@@ -9,16 +9,16 @@ pub struct Args {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<i32> {
+pub fn run(args: Args) -> super::Result<i32> {
     let mut code = 0;
     for file in &args.files {
         let result = std::fs::read(file)
             .map_err(|e| format!("{}: cannot read: {e}", file.display()))
             .and_then(|bytes| load::parse(file, &bytes).map_err(|e| e.to_string()));
         match result {
-            Ok(l) => println!("{}: valid (MirrorRegistry {})", file.display(), l.name),
+            Ok(l) => outln!("{}: valid (MirrorRegistry {})", file.display(), l.name),
             Err(e) => {
-                println!("{e}");
+                outln!("{e}");
                 code = 1;
             }
         }

@@ -13,6 +13,13 @@ use crate::host::files;
 
 pub const RECORD_FILE: &str = "owned.json";
 pub const STATUS_FILE: &str = "status.yaml";
+/// One JSON line per status transition, newest last; `mrctl describe` shows
+/// the recent ones.
+pub const EVENTS_FILE: &str = "events.jsonl";
+/// How many events are kept per registry.
+pub const MAX_EVENTS: usize = 100;
+/// Longest event message kept, in characters.
+const MAX_EVENT_MESSAGE: usize = 512;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +82,7 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), Error> {
     let d = dir(state_dir, name);
     files::remove_if_exists(&d.join(RECORD_FILE))?;
     files::remove_if_exists(&d.join(STATUS_FILE))?;
+    files::remove_if_exists(&d.join(EVENTS_FILE))?;
     let _ = std::fs::remove_dir(&d);
     Ok(())
 }
@@ -97,15 +105,182 @@ pub fn load_status(state_dir: &Path, name: &str) -> Option<Status> {
     serde_yaml::from_slice(&bytes).ok()
 }
 
-/// The status copy every reader (mrctl) can rely on, whatever the status mode.
+/// The status copy every reader (mrctl) can rely on, whatever the status
+/// mode. A change of phase or of a condition's status is also appended to
+/// the events log; an unchanged status writes nothing.
 pub fn save_status(state_dir: &Path, name: &str, status: &Status) -> Result<bool, Error> {
     let d = dir(state_dir, name);
     files::ensure_dir(state_dir, 0o700)?;
     files::ensure_dir(&d, 0o700)?;
+    let path = d.join(STATUS_FILE);
     let yaml = serde_yaml::to_string(status).unwrap_or_default();
-    Ok(files::write_if_changed(
-        &d.join(STATUS_FILE),
-        yaml.as_bytes(),
-        0o644,
-    )?)
+    let old = files::read_optional(&path)?;
+    if old.as_deref() == Some(yaml.as_bytes()) {
+        return Ok(files::ensure_mode(&path, 0o644)?);
+    }
+    files::atomic_write(&path, yaml.as_bytes(), 0o644)?;
+    let prev = old.and_then(|b| serde_yaml::from_slice::<Status>(&b).ok());
+    let events = transitions(
+        prev.as_ref(),
+        status,
+        &crate::reconcile::status::now_rfc3339(),
+    );
+    if !events.is_empty() {
+        // The log is for people; losing a line must not fail a reconcile.
+        if let Err(e) = append_events(&d.join(EVENTS_FILE), &events) {
+            tracing::debug!(registry = name, error = %e, "cannot append to the events log");
+        }
+    }
+    Ok(true)
+}
+
+/// Something that happened to a registry, Kubernetes-event style.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub message: String,
+}
+
+fn event(time: &str, ok: bool, reason: &str, message: String) -> Event {
+    let mut message = message;
+    if message.chars().count() > MAX_EVENT_MESSAGE {
+        message = message.chars().take(MAX_EVENT_MESSAGE).collect::<String>() + "…";
+    }
+    Event {
+        time: time.to_string(),
+        type_: if ok { "Normal" } else { "Warning" }.to_string(),
+        reason: reason.to_string(),
+        message,
+    }
+}
+
+/// The events between two statuses: a new phase, and each condition other
+/// than Ready whose status changed.
+pub fn transitions(prev: Option<&Status>, new: &Status, now: &str) -> Vec<Event> {
+    use crate::api::Phase;
+    let mut out = Vec::new();
+    let ready = new.conditions.iter().find(|c| c.type_ == "Ready");
+    if prev.map(|p| p.phase) != Some(new.phase) {
+        let from = prev.map(|p| p.phase.as_str()).unwrap_or("none");
+        let mut message = format!("phase {from} -> {}", new.phase.as_str());
+        if let Some(r) = ready.filter(|r| !r.message.is_empty()) {
+            message.push_str(": ");
+            message.push_str(&r.message);
+        }
+        let ok = !matches!(new.phase, Phase::Failed | Phase::Degraded);
+        out.push(event(now, ok, new.phase.as_str(), message));
+    }
+    for c in new.conditions.iter().filter(|c| c.type_ != "Ready") {
+        let before = prev.and_then(|p| p.conditions.iter().find(|x| x.type_ == c.type_));
+        if before.map(|b| b.status.as_str()) == Some(c.status.as_str()) {
+            continue;
+        }
+        out.push(event(
+            now,
+            c.status == "True",
+            &c.reason,
+            format!("{} is {}: {}", c.type_, c.status, c.message),
+        ));
+    }
+    out
+}
+
+fn append_events(path: &Path, new: &[Event]) -> Result<(), Error> {
+    let old = files::read_optional(path)?.unwrap_or_default();
+    let text = String::from_utf8_lossy(&old);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.extend(new.iter().filter_map(|e| serde_json::to_string(e).ok()));
+    let skip = lines.len().saturating_sub(MAX_EVENTS);
+    let mut out = lines[skip..].join("\n");
+    out.push('\n');
+    files::atomic_write(path, out.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// The recorded events of a registry, oldest first; lines that do not parse
+/// are skipped.
+pub fn events(state_dir: &Path, name: &str) -> Vec<Event> {
+    let Ok(Some(bytes)) = files::read_optional(&dir(state_dir, name).join(EVENTS_FILE)) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Condition, Phase};
+
+    fn cond(t: &str, s: &str, msg: &str) -> Condition {
+        Condition {
+            type_: t.into(),
+            status: s.into(),
+            reason: "R".into(),
+            message: msg.into(),
+            last_transition_time: String::new(),
+        }
+    }
+
+    #[test]
+    fn status_transitions_become_bounded_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let s1 = Status {
+            phase: Phase::Progressing,
+            conditions: vec![
+                cond("Ready", "False", "coming up"),
+                cond("UnitsActive", "False", "x.service is inactive"),
+            ],
+            ..Status::default()
+        };
+        assert!(save_status(dir.path(), "a", &s1).unwrap());
+        let ev = events(dir.path(), "a");
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert_eq!(ev[0].reason, "Progressing");
+        assert_eq!(ev[0].message, "phase none -> Progressing: coming up");
+        assert_eq!(ev[1].type_, "Warning");
+        assert!(ev[1].message.starts_with("UnitsActive is False"));
+
+        // Unchanged status: nothing written, no event.
+        assert!(!save_status(dir.path(), "a", &s1).unwrap());
+        assert_eq!(events(dir.path(), "a").len(), 2);
+
+        // A changed message alone is written but is no transition.
+        let mut s2 = s1.clone();
+        s2.conditions[1].message = "y.service is inactive".into();
+        assert!(save_status(dir.path(), "a", &s2).unwrap());
+        assert_eq!(events(dir.path(), "a").len(), 2);
+
+        let s3 = Status {
+            phase: Phase::Ready,
+            conditions: vec![
+                cond("Ready", "True", "serving"),
+                cond("UnitsActive", "True", "ok"),
+            ],
+            ..Status::default()
+        };
+        assert!(save_status(dir.path(), "a", &s3).unwrap());
+        let ev = events(dir.path(), "a");
+        assert_eq!(ev.len(), 4);
+        assert_eq!(ev[2].message, "phase Progressing -> Ready: serving");
+        assert_eq!(ev[3].type_, "Normal");
+
+        // Bounded: flip many times, keep the last MAX_EVENTS.
+        for i in 0..MAX_EVENTS {
+            let s = if i % 2 == 0 { &s1 } else { &s3 };
+            save_status(dir.path(), "a", s).unwrap();
+        }
+        assert_eq!(events(dir.path(), "a").len(), MAX_EVENTS);
+
+        // Forgetting the registry removes the log too, and the directory.
+        remove(dir.path(), "a").unwrap();
+        assert!(!dir.path().join("a").exists());
+    }
 }

@@ -39,6 +39,14 @@ pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
     tracing::info!(dir = %cx.watch_dir.display(), scope = %cx.scope, "watching for MirrorRegistry specs");
     let mut timer = tokio::time::interval(resync);
     timer.tick().await;
+    // Under a unit with WatchdogSec=, systemd restarts a controller that
+    // stops answering; the ping comes from this loop, so a wedged loop
+    // stops pinging.
+    let mut watchdog_usec = 0;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
+        .then(|| Duration::from_micros(watchdog_usec) / 2)
+        .filter(|d| !d.is_zero());
+    let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -59,6 +67,9 @@ pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
                 for n in cx.all_names() {
                     q.add(&n);
                 }
+            }
+            _ = ping.tick(), if watchdog.is_some() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
