@@ -104,7 +104,14 @@ impl Paths {
     }
 
     fn index(&self) -> index::Index {
-        index::rescan(&self.watch_dir, &self.state_dir, &index::Index::default()).0
+        let strict = self.scope == Scope::System;
+        index::rescan(
+            &self.watch_dir,
+            &self.state_dir,
+            &index::Index::default(),
+            strict,
+        )
+        .0
     }
 
     fn load(&self, name: &str, idx: &index::Index) -> Registry {
