@@ -108,11 +108,35 @@ pub fn htpasswd_line(user: &str, password: &str) -> Result<String> {
 /// verifies `password`. bcrypt salts differ every time, so this, not a byte
 /// comparison, tells whether the file must be rewritten.
 pub fn htpasswd_matches(existing: &str, user: &str, password: &str) -> bool {
-    existing
+    // bcrypt is slow by design (tens of ms); a converged reconcile asks the
+    // same question every time, so remember which exact inputs verified.
+    use sha2::{Digest, Sha256};
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static VERIFIED: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(existing.as_bytes())
+        .chain_update([0])
+        .chain_update(user.as_bytes())
+        .chain_update([0])
+        .chain_update(password.as_bytes())
+        .finalize()
+        .into();
+    let memo = VERIFIED.get_or_init(Mutex::default);
+    if memo.lock().is_ok_and(|m| m.contains(&key)) {
+        return true;
+    }
+    let ok = existing
         .lines()
         .filter_map(|line| line.split_once(':'))
         .filter(|(u, _)| *u == user)
-        .any(|(_, hash)| bcrypt::verify(password, hash.trim_end()).unwrap_or(false))
+        .any(|(_, hash)| bcrypt::verify(password, hash.trim_end()).unwrap_or(false));
+    if ok {
+        if let Ok(mut m) = memo.lock() {
+            m.insert(key);
+        }
+    }
+    ok
 }
 
 /// Reads a password file: one trailing newline is dropped; an empty password
