@@ -40,23 +40,6 @@ fn status_of(lab: &Lab, name: &str) -> Option<Status> {
     serde_yaml::from_str(&text).ok()
 }
 
-fn serving(port: u16) -> bool {
-    let out = sh(
-        "curl",
-        &[
-            "-sk",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "3",
-            &format!("https://127.0.0.1:{port}/v2/"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout) == "401"
-}
-
 fn started_at(container: &str) -> String {
     sh_ok(
         "podman",

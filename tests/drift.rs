@@ -12,25 +12,6 @@ use mirror_registry::api::Phase;
 
 const REPAIR: Duration = Duration::from_secs(20);
 
-fn serving(port: u16) -> bool {
-    // Any HTTP answer on /v2/ over TLS means the registry is up (401 without
-    // credentials); -k: the trust chain is checked in the e2e test.
-    let out = sh(
-        "curl",
-        &[
-            "-sk",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "2",
-            &format!("https://127.0.0.1:{port}/v2/"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout) == "401"
-}
-
 #[test]
 fn drift_is_repaired_from_events() {
     let mut lab = Lab::new();

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,43 +15,6 @@ use mirror_registry::spec_file::splice::without_status;
 use sha2::{Digest, Sha256};
 
 const TEST_IMAGE: &str = "containers-storage:localhost/mirror-registry/testimage:latest";
-
-/// `podman login` with the password on stdin (never on a command line),
-/// into a private auth file; TLS is verified through the CA the controller
-/// put into certs.d.
-fn login(authfile: &Path, host_port: &str, user: &str, password: &str) {
-    let mut child = Command::new("podman")
-        .args(["login", "--authfile"])
-        .arg(authfile)
-        .args(["--username", user, "--password-stdin", host_port])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "podman login {host_port}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn skopeo(authfile: &Path, args: &[&str]) -> String {
-    let mut full = vec!["--command-timeout", "60s"];
-    full.extend_from_slice(&args[..1]);
-    full.push("--authfile");
-    let auth = authfile.display().to_string();
-    full.push(&auth);
-    full.extend_from_slice(&args[1..]);
-    sh_ok("skopeo", &full)
-}
 
 /// Digest of the manifest skopeo wrote into a `dir:` copy.
 fn dir_digest(dir: &Path) -> String {

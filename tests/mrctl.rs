@@ -109,40 +109,6 @@ fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-/// `podman login` with the password on stdin, into a private auth file and
-/// with TLS verified through the host's trust of the registry's CA (no
-/// --tls-verify=false).
-fn login(authfile: &Path, host_port: &str, user: &str, password: &str) {
-    let mut child = Command::new("podman")
-        .args(["login", "--authfile"])
-        .arg(authfile)
-        .args(["--username", user, "--password-stdin", host_port])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "podman login {host_port}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn skopeo(authfile: &Path, args: &[&str]) -> String {
-    let auth = authfile.display().to_string();
-    let mut full = vec!["--command-timeout", "60s", args[0], "--authfile", &auth];
-    full.extend_from_slice(&args[1..]);
-    sh_ok("skopeo", &full)
-}
-
 fn digest(authfile: &Path, image: &str) -> String {
     skopeo(authfile, &["inspect", "--format", "{{.Digest}}", image])
         .trim()

@@ -303,3 +303,58 @@ pub fn exists(kind: &str, name: &str) -> bool {
         _ => unreachable!(),
     }
 }
+
+/// `podman login` with the password on stdin (never on a command line),
+/// into a private auth file; TLS is verified through the CA the controller
+/// put into certs.d (no --tls-verify=false).
+pub fn login(authfile: &Path, host_port: &str, user: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new("podman")
+        .args(["login", "--authfile"])
+        .arg(authfile)
+        .args(["--username", user, "--password-stdin", host_port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "podman login {host_port}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// skopeo with a private auth file: `skopeo(auth, &["copy", SRC, DST])`.
+pub fn skopeo(authfile: &Path, args: &[&str]) -> String {
+    let auth = authfile.display().to_string();
+    let mut full = vec!["--command-timeout", "60s", args[0], "--authfile", &auth];
+    full.extend_from_slice(&args[1..]);
+    sh_ok("skopeo", &full)
+}
+
+/// Whether the registry on `port` answers /v2/ (401 without credentials);
+/// -k: the trust chain is checked by the end-to-end tests.
+pub fn serving(port: u16) -> bool {
+    let out = sh(
+        "curl",
+        &[
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "3",
+            &format!("https://127.0.0.1:{port}/v2/"),
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout) == "401"
+}
