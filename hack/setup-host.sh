@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 host for building, testing and running mirror-registry:
-#   - the packages (podman, runc, skopeo, the distribution registry, busybox);
+#   - the packages (podman, runc, skopeo, the distribution registry, redis,
+#     busybox);
 #   - containers.conf overrides, only where this host needs them;
 #   - podman's API socket under a systemd manager: the system manager when
 #     systemd is PID 1, otherwise a `systemd --user` manager started here
@@ -13,6 +14,7 @@
 set -euo pipefail
 
 HACK_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname -- "$HACK_DIR")
 ENV_FILE="$HACK_DIR/.host.env"
 
 REGISTRY_IMAGE=localhost/mirror-registry/distribution:2.8
@@ -20,6 +22,14 @@ REGISTRY_IMAGE=localhost/mirror-registry/distribution:2.8
 # spec run without network access.
 REGISTRY_DEFAULT_IMAGE=docker.io/library/registry:2
 TEST_IMAGE=localhost/mirror-registry/testimage:latest
+# The quay engine's images for tests: Redis from Debian's package (tagged with
+# its upstream version), a pause image from catatonit, and a stand-in for
+# Quay (hack/quay-standin). None is tagged with Red Hat's names.
+REDIS_REPO=localhost/mirror-registry/redis
+PAUSE_IMAGE=localhost/mirror-registry/pause:latest
+QUAY_STANDIN_IMAGE=localhost/mirror-registry/quay-standin:latest
+# Red Hat's Redis and Quay images run as this user, group 0.
+CONTAINER_UID=1001
 # Marks images built here, so an image of the same name from elsewhere is
 # never retagged over.
 IMAGE_LABEL=io.mirror-registry.built-by
@@ -35,7 +45,9 @@ CONTAINERS_CONF=/etc/containers/containers.conf
 CONTAINERS_DROPIN=/etc/containers/containers.conf.d/50-mirror-registry.conf
 CONF_MARKER="# Written by mirror-registry hack/setup-host.sh."
 
-PACKAGES=(podman runc skopeo docker-registry busybox-static
+# redis-tools holds the Redis binaries (redis-server runs as redis-check-rdb
+# under another name) without the host service of the redis-server package.
+PACKAGES=(podman runc skopeo docker-registry redis-tools busybox-static
     catatonit uidmap slirp4netns fuse-overlayfs
     dbus-daemon dbus-bin dbus-user-session systemd curl)
 SYSTEMD_BIN=/lib/systemd/systemd
@@ -595,10 +607,140 @@ EOF
     fi
 }
 
+# Redis from Debian's redis-tools: /usr/bin/redis-check-rdb is the server
+# binary, which acts as the server when called redis-server. Runs as
+# $CONTAINER_UID like Red Hat's image; the quay engine passes its own config
+# file (redis-server /etc/mirror-registry/redis.conf).
+build_redis_image() {
+    local ctx root version upstream image old new binary=/usr/bin/redis-check-rdb
+    version=$(dpkg-query -W -f='${Version}' redis-tools)
+    upstream=${version#*:}
+    upstream=${upstream%%-*}
+    image=$REDIS_REPO:$upstream
+    old=$(image_id "$image")
+    if ((!REBUILD)) && [[ -n $old ]]; then
+        in_place "image $image ($(short_id "$old"))"
+        return
+    fi
+    [[ -x $binary ]] || die "$binary not found (package redis-tools)"
+    ctx=$(new_tmp_dir)
+    root=$ctx/rootfs
+    add_base_files "$root"
+    install -D -m 0755 -- "$binary" "$root/usr/bin/redis-server"
+    copy_libs "$binary" "$root"
+    cat >"$ctx/Containerfile" <<CONTAINERFILE
+FROM scratch
+COPY rootfs/ /
+ENV PATH=/usr/bin
+LABEL $IMAGE_LABEL="$IMAGE_LABEL_VALUE" io.mirror-registry.source="Debian redis-tools $version"
+USER $CONTAINER_UID
+WORKDIR /tmp
+EXPOSE 6379
+CMD ["redis-server"]
+CONTAINERFILE
+    build_image "$ctx" "$image"
+    rm -rf -- "$ctx"
+    new=$(image_id "$image")
+    if [[ $new == "$old" ]]; then
+        in_place "rebuilt $image: identical image ($(short_id "$new"))"
+    else
+        changed "built $image ($(short_id "$new")) from $binary (Debian redis-tools $version)"
+    fi
+}
+
+# A pod infra image from Debian's catatonit, as podman builds its own.
+build_pause_image() {
+    local ctx root version old new binary=/usr/bin/catatonit
+    old=$(image_id "$PAUSE_IMAGE")
+    if ((!REBUILD)) && [[ -n $old ]]; then
+        in_place "image $PAUSE_IMAGE ($(short_id "$old"))"
+        return
+    fi
+    [[ -x $binary ]] || die "$binary not found (package catatonit)"
+    version=$(dpkg-query -W -f='${Version}' catatonit)
+    ctx=$(new_tmp_dir)
+    root=$ctx/rootfs
+    add_base_files "$root"
+    install -D -m 0755 -- "$binary" "$root/catatonit"
+    copy_libs "$binary" "$root"
+    cat >"$ctx/Containerfile" <<CONTAINERFILE
+FROM scratch
+COPY rootfs/ /
+LABEL $IMAGE_LABEL="$IMAGE_LABEL_VALUE" io.mirror-registry.source="Debian catatonit $version"
+ENTRYPOINT ["/catatonit", "-P"]
+CONTAINERFILE
+    build_image "$ctx" "$PAUSE_IMAGE"
+    rm -rf -- "$ctx"
+    new=$(image_id "$PAUSE_IMAGE")
+    if [[ $new == "$old" ]]; then
+        in_place "rebuilt $PAUSE_IMAGE: identical image ($(short_id "$new"))"
+    else
+        changed "built $PAUSE_IMAGE ($(short_id "$new")) from $binary (Debian catatonit $version)"
+    fi
+}
+
+# Hash of what the stand-in is built from: its crate and the workspace's
+# manifest and lock file.
+standin_source_hash() {
+    (
+        cd -- "$REPO_DIR"
+        find hack/quay-standin -type f ! -path '*/target/*' -print0 | sort -z | xargs -0 sha256sum
+        sha256sum Cargo.toml Cargo.lock
+    ) | sha256sum | cut -c 1-16
+}
+
+# The stand-in for Quay (hack/quay-standin), laid out like Quay's image:
+# /quay-registry/conf/stack, /sqlite, /datastorage; user $CONTAINER_UID;
+# port 8443; mode argument "registry". Rebuilt when its sources change.
+build_quay_standin_image() {
+    local ctx root hash have old new binary
+    hash=$(standin_source_hash)
+    old=$(image_id "$QUAY_STANDIN_IMAGE")
+    have=$(podman image inspect --format '{{index .Labels "io.mirror-registry.source-hash"}}' "$QUAY_STANDIN_IMAGE" 2>/dev/null || true)
+    if ((!REBUILD)) && [[ -n $old && $have == "$hash" ]]; then
+        in_place "image $QUAY_STANDIN_IMAGE ($(short_id "$old"), sources $hash)"
+        return
+    fi
+    command -v cargo >/dev/null || die "cargo not found: it builds the Quay stand-in (hack/quay-standin) that tests run"
+    ctx=$(new_tmp_dir)
+    if ! (cd -- "$REPO_DIR" && cargo build --release --locked -p quay-standin) >"$ctx/cargo.log" 2>&1; then
+        tail -n 30 -- "$ctx/cargo.log" >&2
+        die "cargo build --release -p quay-standin failed"
+    fi
+    binary=$REPO_DIR/target/release/quay-standin
+    root=$ctx/rootfs
+    add_base_files "$root"
+    install -D -m 0755 -- "$binary" "$root/usr/local/bin/quay-standin"
+    copy_libs "$binary" "$root"
+    mkdir -p -- "$ctx/data/quay-registry/conf/stack" "$ctx/data/sqlite" "$ctx/data/datastorage"
+    chmod -R 0775 -- "$ctx/data"
+    cat >"$ctx/Containerfile" <<CONTAINERFILE
+FROM scratch
+COPY rootfs/ /
+COPY --chown=$CONTAINER_UID:0 data/ /
+LABEL $IMAGE_LABEL="$IMAGE_LABEL_VALUE" io.mirror-registry.source="hack/quay-standin, a stand-in for Quay for tests" io.mirror-registry.source-hash="$hash"
+USER $CONTAINER_UID
+EXPOSE 8443
+ENTRYPOINT ["/usr/local/bin/quay-standin"]
+CMD ["registry"]
+CONTAINERFILE
+    build_image "$ctx" "$QUAY_STANDIN_IMAGE"
+    rm -rf -- "$ctx"
+    new=$(image_id "$QUAY_STANDIN_IMAGE")
+    if [[ $new == "$old" ]]; then
+        in_place "rebuilt $QUAY_STANDIN_IMAGE: identical image ($(short_id "$new"))"
+    else
+        changed "built $QUAY_STANDIN_IMAGE ($(short_id "$new")) from hack/quay-standin (sources $hash)"
+    fi
+}
+
 step_images() {
     build_registry_image
     tag_default_registry_image
     build_test_image
+    build_redis_image
+    build_pause_image
+    build_quay_standin_image
 }
 
 # --- env file ---------------------------------------------------------------
