@@ -71,4 +71,27 @@ pub mod root {
     pub fn htpasswd_file(root: &Path) -> PathBuf {
         secrets_dir(root).join("htpasswd")
     }
+    /// quay engine: the directory mounted at Quay's
+    /// /quay-registry/conf/stack (config.yaml, ssl.cert, ssl.key).
+    pub fn quay_config_dir(root: &Path) -> PathBuf {
+        config_dir(root).join("quay")
+    }
+    /// quay engine: Redis's configuration, which holds its password.
+    pub fn redis_conf(root: &Path) -> PathBuf {
+        config_dir(root).join("redis.conf")
+    }
+    /// quay engine: the generated Redis password and Quay keys.
+    pub fn quay_secrets_file(root: &Path) -> PathBuf {
+        secrets_dir(root).join("quay-secrets.yaml")
+    }
+    /// quay engine: written once the initial user exists, so it is created
+    /// through Quay's API only once.
+    pub fn init_user_marker(root: &Path) -> PathBuf {
+        secrets_dir(root).join("quay-init-user")
+    }
+    /// The config.yaml the original installer wrote under its --quayRoot,
+    /// whose keys a new install under the same root takes over.
+    pub fn original_quay_config(root: &Path) -> PathBuf {
+        root.join("quay-config").join("config.yaml")
+    }
 }

@@ -4,6 +4,7 @@ pub mod credentials;
 pub mod files;
 pub mod libpod;
 pub mod podman;
+pub mod secrets;
 pub mod systemd;
 pub mod tls;
 
