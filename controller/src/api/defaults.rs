@@ -12,8 +12,11 @@ use crate::naming;
 pub const PORT: u32 = 8443;
 pub const INIT_USERNAME: &str = "init";
 pub const DISTRIBUTION_IMAGE: &str = "docker.io/library/registry:2";
-pub const QUAY_IMAGE: &str = "registry.redhat.io/quay/quay-rhel8:v3.12.0";
-pub const REDIS_IMAGE: &str = "registry.redhat.io/rhel8/redis-6:1-110";
+// The quay engine's images: those the original installer (mirror-registry
+// 2.0) ships and runs, by name, so its image archive loads them offline.
+pub const QUAY_IMAGE: &str = "registry.redhat.io/quay/quay-rhel8:v3.12.14";
+pub const REDIS_IMAGE: &str = "registry.redhat.io/rhel8/redis-6:1-1766406130";
+pub const QUAY_PAUSE_IMAGE: &str = "registry.access.redhat.com/ubi8/pause:8.10-5";
 
 pub fn port() -> u32 {
     PORT
@@ -169,7 +172,12 @@ pub fn resolve(mr: &MirrorRegistry, name: &str, host: &HostFacts) -> Resolved {
                     .clone()
                     .unwrap_or_else(|| REDIS_IMAGE.to_string())
             }),
-            pause: spec.images.pause.clone(),
+            // The distribution engine keeps podman's own infra image.
+            pause: spec
+                .images
+                .pause
+                .clone()
+                .or_else(|| quay.then(|| QUAY_PAUSE_IMAGE.to_string())),
         },
         paused: spec.paused,
         deletion_policy: spec.deletion_policy,

@@ -216,13 +216,15 @@ pub struct ImagesSpec {
     /// distribution engine: the registry image. Default: `docker.io/library/registry:2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
-    /// quay engine: the Quay image. Default: `registry.redhat.io/quay/quay-rhel8:v3.12.0`.
+    /// quay engine: the Quay image. Default: `registry.redhat.io/quay/quay-rhel8:v3.12.14`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quay: Option<String>,
-    /// quay engine: the Redis image. Default: `registry.redhat.io/rhel8/redis-6:1-110`.
+    /// quay engine: the Redis image. Default: `registry.redhat.io/rhel8/redis-6:1-1766406130`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
-    /// Pod infra image. Default: podman's own (`localhost/podman-pause`, built offline).
+    /// Pod infra image. Default: quay engine `registry.access.redhat.com/ubi8/pause:8.10-5`
+    /// (the original's); distribution engine podman's own (`localhost/podman-pause`,
+    /// built offline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<String>,
 }

@@ -102,10 +102,13 @@ pub fn render(r: &Resolved, cx: &Context) -> Desired {
             ],
             after: vec![],
             env: vec![],
+            args: vec![],
         },
         cx,
     );
     let (volumes, data_paths) = split_storage(&[&r.storage]);
+    let mut images = vec![image.clone()];
+    images.extend(r.images.pause.clone());
     Desired {
         name: r.name.clone(),
         pod: naming::pod(&r.name),
@@ -113,6 +116,7 @@ pub fn render(r: &Resolved, cx: &Context) -> Desired {
             &r.name,
             r.port,
             CONTAINER_PORT,
+            r.images.pause.as_deref(),
             std::slice::from_ref(&registry.name),
             cx,
         ),
@@ -128,10 +132,11 @@ pub fn render(r: &Resolved, cx: &Context) -> Desired {
             content: config(r),
             mode: 0o644,
         }],
+        copies: vec![],
         dirs: root_dirs(&r.root),
         volumes,
         data_paths,
-        images: vec![image],
+        images,
         port: r.port,
         health_path: "/v2/".to_string(),
     }

@@ -2,12 +2,14 @@
 //! input, same bytes out; golden files in tests/golden pin the output.
 
 pub mod distribution;
+pub mod quay;
 pub mod unit;
 
 use std::path::PathBuf;
 
 use crate::api::defaults::{Resolved, Storage};
 use crate::api::Engine;
+use crate::host::secrets::QuaySecrets;
 use crate::naming;
 
 /// Host facts render needs; chosen by the controller's scope.
@@ -20,11 +22,46 @@ pub struct Context {
     pub wanted_by: String,
 }
 
+/// Per-registry values render cannot make itself, because they are secret
+/// and generated once: the host keeps them (`host::secrets`) and passes them
+/// in. Without them render puts placeholders where they go (a preview).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inputs {
+    /// quay engine: the Redis password and Quay's keys.
+    pub quay: Option<QuaySecrets>,
+}
+
 /// A file under the registry's root the controller writes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct File {
     pub path: PathBuf,
     pub content: String,
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A file only its owner may read holds secrets: never print it.
+        let content: &dyn std::fmt::Debug = if self.mode & 0o077 == 0 {
+            &"<redacted>"
+        } else {
+            &self.content
+        };
+        f.debug_struct("File")
+            .field("path", &self.path)
+            .field("content", content)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
+/// A file copied from another file under the root, whose content render
+/// cannot know (a certificate the host generated): written only when it
+/// differs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileCopy {
+    pub from: PathBuf,
+    pub to: PathBuf,
     pub mode: u32,
 }
 
@@ -55,6 +92,8 @@ pub struct Desired {
     pub units: Vec<Unit>,
     pub components: Vec<Component>,
     pub files: Vec<File>,
+    /// Files copied into place after the TLS step, like `files`.
+    pub copies: Vec<FileCopy>,
     /// Directories under root, with modes.
     pub dirs: Vec<(PathBuf, u32)>,
     /// Named volumes to create (labelled as owned).
@@ -105,13 +144,17 @@ fn split_storage(all: &[&Storage]) -> (Vec<String>, Vec<PathBuf>) {
     (volumes, paths)
 }
 
-/// Renders the desired state of a validated, defaulted spec.
+/// Renders the desired state of a validated, defaulted spec, with
+/// placeholders for generated secrets (what `render_with` fills in): names,
+/// units and layout are the same either way.
 pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
+    render_with(r, cx, &Inputs::default())
+}
+
+/// Renders the desired state with the generated secrets the host keeps.
+pub fn render_with(r: &Resolved, cx: &Context, inputs: &Inputs) -> Result<Desired, String> {
     match r.engine {
         Engine::Distribution => Ok(distribution::render(r, cx)),
-        Engine::Quay => Err(
-            "engine quay is not available in this version of the controller; use engine: distribution"
-                .to_string(),
-        ),
+        Engine::Quay => Ok(quay::render(r, cx, inputs.quay.as_ref())),
     }
 }

@@ -38,12 +38,14 @@ fn pod_id_file(pod: &str) -> String {
 }
 
 /// `<name>-pod.service`: creates the pod (publishing `host_port` to
-/// `container_port`) and keeps its infra container running. It wants its
-/// component units, so restarting the pod brings them back.
+/// `container_port`, with `infra_image` or podman's own) and keeps its infra
+/// container running. It wants its component units, so restarting the pod
+/// brings them back.
 pub fn pod_unit(
     name: &str,
     host_port: u16,
     container_port: u16,
+    infra_image: Option<&str>,
     components: &[String],
     cx: &Context,
 ) -> Unit {
@@ -58,6 +60,9 @@ pub fn pod_unit(
     ];
     for (k, v) in naming::owner_labels(name) {
         create.push(format!("--label {}", quote(&format!("{k}={v}"))));
+    }
+    if let Some(image) = infra_image {
+        create.push(format!("--infra-image {}", quote(image)));
     }
     create.push(format!("--publish {host_port}:{container_port}"));
     create.push("--replace".into());
@@ -110,6 +115,8 @@ pub struct ContainerUnit<'a> {
     /// Units this one needs besides the pod (e.g. redis before app).
     pub after: Vec<String>,
     pub env: Vec<(&'a str, &'a str)>,
+    /// Command words after the image; empty: the image's default.
+    pub args: Vec<&'a str>,
 }
 
 /// `<name>-<component>.service`: runs the container in the pod, in the
@@ -141,13 +148,16 @@ pub fn container_unit(c: &ContainerUnit<'_>, cx: &Context) -> Unit {
         ));
     }
     run.push(quote(c.image));
+    run.extend(c.args.iter().map(|a| quote(a)));
     let pod_unit = naming::pod_unit(c.name);
     let mut after = vec![pod_unit.clone()];
     after.extend(c.after.iter().cloned());
+    // Like the original's quay-app.service: it requires the pod and the
+    // units it needs (BindsTo adds stopping with the pod).
     let requires = if c.after.is_empty() {
         String::new()
     } else {
-        format!("Requires={}\n", c.after.join(" "))
+        format!("Requires={}\n", after.join(" "))
     };
     let content = format!(
         "{HEADER}[Unit]
