@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::queue::Next;
 use super::status::{self as st, Conditions, Written};
-use super::{record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE};
+use super::{quay, record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE};
 use crate::api::defaults::{self, Resolved, Tls};
-use crate::api::{load, Component, Phase, Status};
+use crate::api::{load, Component, Engine, Phase, Status};
 use crate::host::podman::Podman;
 use crate::host::systemd::Systemd;
 use crate::host::{credentials, files, tls};
@@ -299,7 +299,7 @@ async fn converge(
     spec_file: &Path,
     c: &mut Conditions<'_>,
 ) -> Result<Converged, Error> {
-    let desired = render::render(r, &cx.render).map_err(Error::Other)?;
+    let mut desired = render::render(r, &cx.render).map_err(Error::Other)?;
     let (podman, systemd) = cx.clients().await?;
 
     // Ownership first: whatever exists on the host is recorded before it is
@@ -345,6 +345,11 @@ async fn converge(
     // Root layout and modes.
     for (dir, mode) in &desired.dirs {
         files::ensure_dir(dir, *mode)?;
+    }
+    // Secrets an engine's files hold (quay), generated once the root is
+    // recorded and laid out: render again with them.
+    if let Some(inputs) = quay::inputs(r)? {
+        desired = render::render_with(r, &cx.render, &inputs).map_err(Error::Other)?;
     }
 
     // TLS.
@@ -423,11 +428,20 @@ async fn converge(
         &r.init_username,
         r.init_password_file.as_deref(),
     )?;
-    inputs_changed |= credentials::ensure_htpasswd(&naming::root::htpasswd_file(&r.root), &creds)?;
+    if r.engine == Engine::Distribution {
+        inputs_changed |=
+            credentials::ensure_htpasswd(&naming::root::htpasswd_file(&r.root), &creds)?;
+    }
 
-    // Config files.
+    // Config files, and copies of files under the root (quay: the TLS pair
+    // into Quay's config directory).
     for f in &desired.files {
         inputs_changed |= files::write_if_changed(&f.path, f.content.as_bytes(), f.mode)?;
+    }
+    for copy in &desired.copies {
+        let bytes = std::fs::read(&copy.from)
+            .map_err(|e| Error::Other(format!("read {}: {e}", copy.from.display())))?;
+        inputs_changed |= files::write_if_changed(&copy.to, &bytes, copy.mode)?;
     }
 
     // Images.
@@ -493,6 +507,11 @@ async fn converge(
     while started && !c.is_true(st::HEALTHY) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(150)).await;
         components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
+    }
+    // Quay: the initial user, once, after Quay answers healthy.
+    if r.engine == Engine::Quay && c.is_true(st::HEALTHY) {
+        let client = https_client(r, ca_file.as_deref(), PROBE_TIMEOUT);
+        quay::ensure_init_user(r, client, &creds, c).await?;
     }
     Ok(Converged {
         ca_file,
@@ -731,12 +750,17 @@ async fn observe(
     Ok(components)
 }
 
-/// HTTPS GET of the health path through the published port, verifying the
-/// certificate for the registry's hostname against its CA.
-async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<String, String> {
-    let url = format!("{}{path}", r.endpoint());
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client for the registry's HTTPS endpoint through the published port,
+/// verifying the certificate for the registry's hostname against its CA.
+fn https_client(
+    r: &Resolved,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
+        .timeout(timeout)
         .min_tls_version(reqwest::tls::Version::TLS_1_2)
         .resolve(&r.hostname, SocketAddr::from((Ipv4Addr::LOCALHOST, r.port)));
     let mut pinned = None;
@@ -763,7 +787,13 @@ async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<Strin
         }
         _ => {}
     }
-    let client = b.build().map_err(|e| e.to_string())?;
+    b.build().map_err(|e| e.to_string())
+}
+
+/// HTTPS GET of the health path, verified as [`https_client`] does.
+async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<String, String> {
+    let url = format!("{}{path}", r.endpoint());
+    let client = https_client(r, ca_file, PROBE_TIMEOUT)?;
     let resp = client.get(&url).send().await.map_err(|e| {
         let mut msg = format!("GET {url}: {e}");
         let mut src = std::error::Error::source(&e);
@@ -785,6 +815,10 @@ async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<Strin
         }
     }
     let code = resp.status().as_u16();
+    if r.engine == Engine::Quay {
+        let body = resp.text().await.unwrap_or_default();
+        return quay::judge_health(&url, code, &body);
+    }
     if code == 200 || code == 401 {
         Ok(format!("GET {url} answered {code} over verified TLS"))
     } else {

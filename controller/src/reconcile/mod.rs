@@ -5,6 +5,7 @@
 pub mod converge;
 pub mod drift;
 pub mod index;
+pub mod quay;
 pub mod queue;
 pub mod record;
 pub mod run;
@@ -43,6 +44,8 @@ pub enum Error {
     Tls(#[from] crate::host::tls::Error),
     #[error(transparent)]
     Credentials(#[from] crate::host::credentials::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::host::secrets::Error),
     #[error(transparent)]
     Record(#[from] record::Error),
     #[error("{0}")]
