@@ -227,10 +227,13 @@ impl Drop for Lab {
     }
 }
 
-/// Removes everything a registry called `name` may have left on the host.
+/// Removes everything a registry called `name` may have left on the host,
+/// for either engine.
 pub fn cleanup(name: &str) {
     let units = [
         format!("{name}-registry.service"),
+        format!("{name}-app.service"),
+        format!("{name}-redis.service"),
         format!("{name}-pod.service"),
     ];
     for u in &units {
@@ -245,18 +248,22 @@ pub fn cleanup(name: &str) {
     for u in &units {
         let _ = sh("systemctl", &["--user", "reset-failed", u]);
     }
-    let _ = sh(
-        "podman",
-        &["rm", "-f", "--ignore", &format!("{name}-registry")],
-    );
+    for component in ["registry", "app", "redis"] {
+        let _ = sh(
+            "podman",
+            &["rm", "-f", "--ignore", &format!("{name}-{component}")],
+        );
+    }
     let _ = sh(
         "podman",
         &["pod", "rm", "-f", "--ignore", &format!("{name}-pod")],
     );
-    let _ = sh(
-        "podman",
-        &["volume", "rm", "-f", &format!("{name}-storage")],
-    );
+    for volume in ["storage", "sqlite-storage"] {
+        let _ = sh(
+            "podman",
+            &["volume", "rm", "-f", &format!("{name}-{volume}")],
+        );
+    }
 }
 
 /// The status block of a spec file, if it parses.

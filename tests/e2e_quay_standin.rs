@@ -1,0 +1,404 @@
+//! End to end on the real host for the quay engine, with a STAND-IN for
+//! Quay: `localhost/mirror-registry/quay-standin` (hack/quay-standin), a
+//! small HTTPS server that reads Quay's config directory, answers
+//! /health/instance (checking Redis with the configured password) and
+//! /api/v1/user/initialize, and records every request in the SQLite volume.
+//! Redis is real: Debian's, built offline by hack/setup-host.sh.
+//!
+//! A spec becomes the original's layout (pod, redis and app containers and
+//! units), Ready only once Quay is healthy and the initial user was created;
+//! a second reconcile sends no second initialize and rewrites no secret; a
+//! new Quay image keeps secrets, data and credentials.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+use mirror_registry::api::Phase;
+use serde_json::Value;
+
+const STANDIN: &str = "localhost/mirror-registry/quay-standin:latest";
+const PAUSE: &str = "localhost/mirror-registry/pause:latest";
+
+/// Debian's Redis as setup-host.sh tagged it (with its upstream version).
+fn redis_image() -> String {
+    let out = sh_ok(
+        "podman",
+        &[
+            "images",
+            "--filter",
+            "reference=localhost/mirror-registry/redis",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ],
+    );
+    out.lines()
+        .next()
+        .map(str::to_string)
+        .expect("no localhost/mirror-registry/redis image: run hack/setup-host.sh")
+}
+
+fn quay_spec(lab: &Lab, name: &str, port: u16, quay_image: &str) -> String {
+    format!(
+        "# written by a test: the quay engine with a stand-in for Quay
+apiVersion: mirrorregistry.io/v1alpha1
+kind: MirrorRegistry
+metadata:
+  name: {name}
+spec:
+  engine: quay
+  hostname: localhost
+  port: {port}
+  root: {root}
+  images:
+    quay: {quay_image}
+    redis: {redis}
+    pause: {PAUSE}
+",
+        root = lab.root(name).display(),
+        redis = redis_image(),
+    )
+}
+
+fn mountpoint(volume: &str) -> PathBuf {
+    PathBuf::from(
+        sh_ok(
+            "podman",
+            &["volume", "inspect", "--format", "{{.Mountpoint}}", volume],
+        )
+        .trim(),
+    )
+}
+
+/// Every request the stand-in recorded.
+fn requests(sqlite: &Path) -> Vec<Value> {
+    std::fs::read_to_string(sqlite.join("requests.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn initialize_posts(sqlite: &Path) -> Vec<Value> {
+    requests(sqlite)
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == "/api/v1/user/initialize")
+        .collect()
+}
+
+fn inspect(container: &str, format: &str) -> String {
+    sh_ok("podman", &["inspect", "--format", format, container])
+        .trim()
+        .to_string()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// Bytes and modification time of each file.
+fn snapshot(files: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            (
+                f.clone(),
+                std::fs::read(f).unwrap(),
+                meta.modified().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn once_ok(lab: &Lab, what: &str) -> Duration {
+    let t0 = Instant::now();
+    let code = lab.once(&[]);
+    let log = std::fs::read_to_string(lab.dir.path().join("once.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{what}: --once did not reach Ready:\n{log}");
+    t0.elapsed()
+}
+
+/// Removes an extra tag of the stand-in, even when the test fails.
+struct Untag(String);
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let _ = sh("podman", &["untag", STANDIN, &self.0]);
+    }
+}
+
+#[test]
+fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
+    let mut lab = Lab::new();
+    let name = unique("qs");
+    let port = free_port();
+    lab.track(&name, port);
+    let path = lab.spec_path(&name);
+    let root = lab.root(&name);
+
+    // 1. Drop the spec and converge once: Ready.
+    lab.put(&name, &quay_spec(&lab, &name, port, STANDIN));
+    let took = once_ok(&lab, "first reconcile");
+    eprintln!(
+        "FIGURE quay (stand-in) spec -> Ready, init user created: {:.2} s",
+        took.as_secs_f64()
+    );
+    let st = file_status(&path).unwrap();
+    assert_eq!(st.phase, Phase::Ready);
+    for c in [
+        "Ready",
+        "SpecValid",
+        "CertificateValid",
+        "ImagesPresent",
+        "UnitsActive",
+        "Healthy",
+    ] {
+        assert_eq!(
+            condition(&st, c).map(|c| c.status.as_str()),
+            Some("True"),
+            "{c}: {:?}",
+            condition(&st, c)
+        );
+    }
+    let healthy = &condition(&st, "Healthy").unwrap().message;
+    assert!(
+        healthy.contains("/health/instance") && healthy.contains("every service healthy"),
+        "{healthy}"
+    );
+    assert!(healthy.contains("redis"), "{healthy}");
+    let units: Vec<&str> = st.components.iter().map(|c| c.unit.as_str()).collect();
+    assert_eq!(
+        units,
+        [
+            format!("{name}-redis.service"),
+            format!("{name}-app.service")
+        ]
+    );
+    assert!(st.components.iter().all(|c| c.healthy));
+    assert_eq!(
+        st.endpoint.as_deref(),
+        Some(format!("https://localhost:{port}").as_str())
+    );
+    for u in ["pod", "redis", "app"] {
+        assert_eq!(unit_active(&format!("{name}-{u}.service")), "active", "{u}");
+    }
+    assert!(exists("pod", &format!("{name}-pod")));
+
+    // 2. The initial user: one POST, with the kept credentials.
+    let (user, password) = credentials(&root);
+    let sqlite = mountpoint(&format!("{name}-sqlite-storage"));
+    let posts = initialize_posts(&sqlite);
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let body: Value = serde_json::from_str(posts[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["username"], user.as_str());
+    assert_eq!(body["password"], password.as_str());
+    assert_eq!(body["email"], "init@quay.io");
+    assert_eq!(body["access_token"], true);
+    assert!(
+        requests(&sqlite)
+            .iter()
+            .any(|r| r["method"] == "GET" && r["path"] == "/health/instance"),
+        "health was probed"
+    );
+
+    // 3. Mounts, as the original's quay-app has them.
+    let app = format!("{name}-app");
+    let mounts: Vec<Value> = serde_json::from_str(&inspect(&app, "{{json .Mounts}}")).unwrap();
+    let mount = |dest: &str| {
+        mounts
+            .iter()
+            .find(|m| m["Destination"] == dest)
+            .unwrap_or_else(|| panic!("no mount at {dest}: {mounts:?}"))
+            .clone()
+    };
+    let config_dir = root.join("config/quay");
+    assert_eq!(
+        mount("/quay-registry/conf/stack")["Source"],
+        config_dir.display().to_string()
+    );
+    assert_eq!(
+        mount("/sqlite")["Name"],
+        format!("{name}-sqlite-storage").as_str()
+    );
+    assert_eq!(
+        mount("/datastorage")["Name"],
+        format!("{name}-storage").as_str()
+    );
+    let redis = format!("{name}-redis");
+    let redis_mounts = inspect(&redis, "{{json .Mounts}}");
+    assert!(
+        redis_mounts.contains("/etc/mirror-registry/redis.conf")
+            && redis_mounts.contains(&root.join("config/redis.conf").display().to_string()),
+        "{redis_mounts}"
+    );
+
+    // 4. TLS: Quay's config directory holds the generated pair as
+    //    ssl.cert/ssl.key; secrets are 0600 and owned by the container's
+    //    user (podman's U), not readable by everyone.
+    assert_eq!(
+        std::fs::read(config_dir.join("ssl.cert")).unwrap(),
+        std::fs::read(root.join("tls/tls.crt")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(config_dir.join("ssl.key")).unwrap(),
+        std::fs::read(root.join("tls/tls.key")).unwrap()
+    );
+    assert_eq!(mode(&config_dir), 0o700);
+    for f in [
+        config_dir.join("ssl.key"),
+        config_dir.join("config.yaml"),
+        root.join("config/redis.conf"),
+        root.join("secrets/quay-secrets.yaml"),
+        root.join("secrets/quay-init-user"),
+        root.join("secrets/init-credentials"),
+    ] {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    assert_eq!(
+        std::fs::metadata(config_dir.join("ssl.key")).unwrap().uid(),
+        1001,
+        "the U mount option gave the key to the container's user"
+    );
+    assert!(!root.join("secrets/htpasswd").exists(), "quay needs none");
+
+    // 5. Secrets only in those files: not in units, container definitions,
+    //    command lines or logs. The stand-in saw Redis take its password.
+    let kept = std::fs::read_to_string(root.join("secrets/quay-secrets.yaml")).unwrap();
+    let secret = |k: &str| {
+        kept.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .unwrap()
+            .trim_matches('\'')
+            .to_string()
+    };
+    let secrets = [
+        secret("redisPassword"),
+        secret("secretKey"),
+        secret("databaseSecretKey"),
+        password.clone(),
+    ];
+    let config = std::fs::read_to_string(config_dir.join("config.yaml")).unwrap();
+    assert!(config.contains(&format!("SERVER_HOSTNAME: 'localhost:{port}'")));
+    assert_eq!(
+        config
+            .matches(&format!("password: '{}'", secrets[0]))
+            .count(),
+        2
+    );
+    assert!(config.contains(&format!("SECRET_KEY: '{}'", secrets[1])));
+    let home = std::env::var("HOME").unwrap();
+    let mut exposed = vec![
+        inspect(&app, "{{json .}}"),
+        inspect(&redis, "{{json .}}"),
+        sh_ok("ps", &["-eo", "args"]),
+        std::fs::read_to_string(lab.dir.path().join("once.log")).unwrap(),
+        std::fs::read_to_string(&path).unwrap(),
+    ];
+    for u in ["pod", "redis", "app"] {
+        exposed.push(
+            std::fs::read_to_string(format!("{home}/.config/systemd/user/{name}-{u}.service"))
+                .unwrap(),
+        );
+    }
+    for text in &exposed {
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "a secret leaked into {text:.200}"
+            );
+        }
+    }
+    let ca = root.join("tls/ca.crt");
+    let health = sh_ok(
+        "curl",
+        &[
+            "-sS",
+            "--cacert",
+            &ca.display().to_string(),
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            &format!("https://localhost:{port}/health/instance"),
+        ],
+    );
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["data"]["services"]["redis"], true, "{health}");
+    assert_eq!(health["status_code"], 200);
+
+    // 6. A second reconcile: no second initialize, no secret rewritten, no
+    //    restart, no status write.
+    let watched = [
+        root.join("secrets/quay-secrets.yaml"),
+        root.join("secrets/init-credentials"),
+        root.join("secrets/quay-init-user"),
+        config_dir.join("config.yaml"),
+        config_dir.join("ssl.cert"),
+        config_dir.join("ssl.key"),
+        root.join("config/redis.conf"),
+        path.clone(),
+    ];
+    let before = snapshot(&watched);
+    let ids = (inspect(&app, "{{.Id}}"), inspect(&redis, "{{.Id}}"));
+    let took = once_ok(&lab, "second reconcile");
+    eprintln!(
+        "FIGURE quay (stand-in) converged reconcile: {:.2} s",
+        took.as_secs_f64()
+    );
+    assert_eq!(initialize_posts(&sqlite).len(), 1, "no second initialize");
+    assert_eq!(snapshot(&watched), before, "nothing rewritten");
+    assert_eq!(
+        (inspect(&app, "{{.Id}}"), inspect(&redis, "{{.Id}}")),
+        ids,
+        "nothing restarted"
+    );
+
+    // 7. Upgrade: a new Quay image. Only the app restarts on it; secrets,
+    //    data and credentials stay; the user is not initialized again.
+    let next = format!("localhost/mirror-registry/quay-standin:{name}");
+    sh_ok("podman", &["tag", STANDIN, &next]);
+    let _untag = Untag(next.clone());
+    let recorded = requests(&sqlite).len();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!("quay: {STANDIN}\n"), &format!("quay: {next}\n"));
+    std::fs::write(&path, text).unwrap();
+    let took = once_ok(&lab, "upgrade");
+    eprintln!(
+        "FIGURE quay (stand-in) image upgrade -> Ready: {:.2} s",
+        took.as_secs_f64()
+    );
+    let st = file_status(&path).unwrap();
+    assert_eq!(st.phase, Phase::Ready);
+    assert_eq!(inspect(&app, "{{.ImageName}}"), next);
+    assert_ne!(inspect(&app, "{{.Id}}"), ids.0, "the app was restarted");
+    assert_eq!(inspect(&redis, "{{.Id}}"), ids.1, "Redis was not");
+    let after = snapshot(&watched[..watched.len() - 1]);
+    assert_eq!(
+        after,
+        before[..before.len() - 1],
+        "secrets kept as they were"
+    );
+    assert_eq!(credentials(&root), (user.clone(), password.clone()));
+    assert_eq!(
+        initialize_posts(&sqlite).len(),
+        1,
+        "no initialize after upgrade"
+    );
+    assert!(
+        requests(&sqlite).len() > recorded,
+        "the new container serves and records into the same volume"
+    );
+    assert!(sqlite.join("standin-users.json").exists(), "data kept");
+
+    // 8. Removing the spec tears the registry down and keeps the data.
+    std::fs::remove_file(&path).unwrap();
+    once_ok(&lab, "teardown");
+    assert!(!exists("pod", &format!("{name}-pod")));
+    assert!(!exists("container", &app));
+    assert!(!exists("container", &redis));
+    assert!(exists("volume", &format!("{name}-sqlite-storage")));
+    assert!(exists("volume", &format!("{name}-storage")));
+    assert!(root.join("secrets/quay-secrets.yaml").exists());
+}
