@@ -679,19 +679,20 @@ CONTAINERFILE
     fi
 }
 
-# Hash of what the stand-in is built from: its crate and the workspace's
-# manifest and lock file.
+# Hash of what the stand-in image is made from: its crate, the workspace's
+# manifest and lock file, and this script (its recipe).
 standin_source_hash() {
     (
         cd -- "$REPO_DIR"
         find hack/quay-standin -type f ! -path '*/target/*' -print0 | sort -z | xargs -0 sha256sum
-        sha256sum Cargo.toml Cargo.lock
+        sha256sum Cargo.toml Cargo.lock hack/setup-host.sh
     ) | sha256sum | cut -c 1-16
 }
 
 # The stand-in for Quay (hack/quay-standin), laid out like Quay's image:
 # /quay-registry/conf/stack, /sqlite, /datastorage; user $CONTAINER_UID;
-# port 8443; mode argument "registry". Rebuilt when its sources change.
+# port 8443; mode argument "registry"; an init in front of it (Quay's image
+# has dumb-init) so it stops on SIGTERM. Rebuilt when its sources change.
 build_quay_standin_image() {
     local ctx root hash have old new binary
     hash=$(standin_source_hash)
@@ -712,6 +713,8 @@ build_quay_standin_image() {
     add_base_files "$root"
     install -D -m 0755 -- "$binary" "$root/usr/local/bin/quay-standin"
     copy_libs "$binary" "$root"
+    install -D -m 0755 -- /usr/bin/catatonit "$root/usr/bin/catatonit"
+    copy_libs /usr/bin/catatonit "$root"
     mkdir -p -- "$ctx/data/quay-registry/conf/stack" "$ctx/data/sqlite" "$ctx/data/datastorage"
     chmod -R 0775 -- "$ctx/data"
     cat >"$ctx/Containerfile" <<CONTAINERFILE
@@ -721,7 +724,7 @@ COPY --chown=$CONTAINER_UID:0 data/ /
 LABEL $IMAGE_LABEL="$IMAGE_LABEL_VALUE" io.mirror-registry.source="hack/quay-standin, a stand-in for Quay for tests" io.mirror-registry.source-hash="$hash"
 USER $CONTAINER_UID
 EXPOSE 8443
-ENTRYPOINT ["/usr/local/bin/quay-standin"]
+ENTRYPOINT ["/usr/bin/catatonit", "--", "/usr/local/bin/quay-standin"]
 CMD ["registry"]
 CONTAINERFILE
     build_image "$ctx" "$QUAY_STANDIN_IMAGE"
@@ -731,6 +734,10 @@ CONTAINERFILE
         in_place "rebuilt $QUAY_STANDIN_IMAGE: identical image ($(short_id "$new"))"
     else
         changed "built $QUAY_STANDIN_IMAGE ($(short_id "$new")) from hack/quay-standin (sources $hash)"
+        # The previous build, now untagged; kept while a container uses it.
+        if [[ -n $old ]] && podman image rm "$old" >/dev/null 2>&1; then
+            changed "removed the previous build $(short_id "$old")"
+        fi
     fi
 }
 
