@@ -123,7 +123,10 @@ fn parse_config(path: &Path, text: &str) -> Result<Config> {
         Some(Redis {
             host: b.get("host")?.as_str()?.to_string(),
             port: u16::try_from(b.get("port")?.as_u64()?).ok()?,
-            password: b.get("password").and_then(|p| p.as_str()).map(str::to_string),
+            password: b
+                .get("password")
+                .and_then(|p| p.as_str())
+                .map(str::to_string),
         })
     };
     let storage_path = v
@@ -154,7 +157,9 @@ fn redis_ok(r: &Redis) -> bool {
     let Ok(addrs) = (r.host.as_str(), r.port).to_socket_addrs() else {
         return false;
     };
-    addrs.into_iter().any(|a| redis_ok_at(a, r.password.as_deref()))
+    addrs
+        .into_iter()
+        .any(|a| redis_ok_at(a, r.password.as_deref()))
 }
 
 fn redis_ok_at(addr: SocketAddr, password: Option<&str>) -> bool {
@@ -164,9 +169,7 @@ fn redis_ok_at(addr: SocketAddr, password: Option<&str>) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut req = Vec::new();
     if let Some(pw) = password {
-        req.extend_from_slice(
-            format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()).as_bytes(),
-        );
+        req.extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()).as_bytes());
     }
     req.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
     if s.write_all(&req).is_err() {
@@ -215,7 +218,10 @@ fn health(cfg: &Config, paths: &Paths) -> (u16, Value) {
         .as_object()
         .is_some_and(|m| m.values().all(|v| v == &Value::Bool(true)));
     let code = if all { 200 } else { 503 };
-    (code, json!({"data": {"services": services}, "status_code": code}))
+    (
+        code,
+        json!({"data": {"services": services}, "status_code": code}),
+    )
 }
 
 fn random_hex(bytes: usize) -> String {
