@@ -763,7 +763,6 @@ fn https_client(
         .timeout(timeout)
         .min_tls_version(reqwest::tls::Version::TLS_1_2)
         .resolve(&r.hostname, SocketAddr::from((Ipv4Addr::LOCALHOST, r.port)));
-    let mut pinned = None;
     match (ca_file, &r.tls) {
         (Some(ca), _) => {
             let pem = std::fs::read(ca).map_err(|e| format!("read {}: {e}", ca.display()))?;
@@ -775,15 +774,17 @@ fn https_client(
             // The user's CA may be one the host does not trust and the file
             // may hold the leaf alone: pin the served certificate to the
             // first one in certFile instead (its chain, dates and names were
-            // checked when the pair was accepted).
+            // checked when the pair was accepted). The pin holds during the
+            // handshake, so nothing (a password) is sent before it.
             let pem = std::fs::read(cert_file)
                 .map_err(|e| format!("read {}: {e}", cert_file.display()))?;
             let leaf = rustls_pemfile::certs(&mut pem.as_slice())
                 .next()
                 .and_then(|c| c.ok())
                 .ok_or_else(|| format!("{}: no certificate", cert_file.display()))?;
-            pinned = Some(leaf.to_vec());
-            b = b.danger_accept_invalid_certs(true).tls_info(true);
+            let config = tls::pinned_client_config(leaf)
+                .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+            b = b.use_preconfigured_tls(config);
         }
         _ => {}
     }
@@ -803,17 +804,6 @@ async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<Strin
         }
         msg
     })?;
-    if let Some(want) = pinned {
-        let served = resp
-            .extensions()
-            .get::<reqwest::tls::TlsInfo>()
-            .and_then(|i| i.peer_certificate());
-        if served != Some(want.as_slice()) {
-            return Err(format!(
-                "{url} serves a certificate other than the one in spec.tls.certFile"
-            ));
-        }
-    }
     let code = resp.status().as_u16();
     if r.engine == Engine::Quay {
         let body = resp.text().await.unwrap_or_default();

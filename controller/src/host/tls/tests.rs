@@ -47,6 +47,16 @@ fn handshake(ca_pem: &str, server: &Pem, name: &str) -> std::result::Result<(), 
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    handshake_with(client_config, server, name)
+}
+
+/// The same, with the client's own configuration.
+fn handshake_with(
+    client_config: rustls::ClientConfig,
+    server: &Pem,
+    name: &str,
+) -> std::result::Result<(), rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = vec![CertificateDer::from_pem_slice(server.cert.as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap();
     let server_config = rustls::ServerConfig::builder_with_provider(provider)
@@ -745,4 +755,24 @@ fn ensure_generated_reissues_on_san_change_bad_files_and_mismatch() {
     assert!(signed_by(&cert, &ca).unwrap());
     let r = ensure_generated(d, &more, &ips, t).unwrap();
     assert!(!r.ca_changed && !r.cert_changed);
+}
+
+#[test]
+fn a_pinned_leaf_is_accepted_from_any_issuer_and_nothing_else() {
+    let t = now();
+    let (dns, ips) = local_sans();
+    let server = generate_server(&generate_ca("Pinned CA", t).unwrap(), &dns, &ips, t).unwrap();
+    let other = generate_server(&generate_ca("Other CA", t).unwrap(), &dns, &ips, t).unwrap();
+    let leaf = first_cert_der(&server.cert).unwrap();
+    handshake_with(
+        pinned_client_config(leaf.clone()).unwrap(),
+        &server,
+        "localhost",
+    )
+    .expect("the pinned certificate, though its CA is trusted nowhere");
+    let err = handshake_with(pinned_client_config(leaf).unwrap(), &other, "localhost").unwrap_err();
+    assert!(
+        err.to_string().contains("other than the pinned one"),
+        "{err}"
+    );
 }
