@@ -122,11 +122,14 @@ fn once_ok(lab: &Lab, what: &str) -> Duration {
     t0.elapsed()
 }
 
-/// Removes an extra tag of the stand-in, even when the test fails.
-struct Untag(String);
+/// Removes extra names this test gave images, even when it fails (only
+/// those names: `podman untag IMAGE` alone would remove every name).
+struct Untag(Vec<String>);
 impl Drop for Untag {
     fn drop(&mut self) {
-        let _ = sh("podman", &["untag", STANDIN, &self.0]);
+        for tag in &self.0 {
+            let _ = sh("podman", &["untag", tag, tag]);
+        }
     }
 }
 
@@ -358,7 +361,7 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
     //    data and credentials stay; the user is not initialized again.
     let next = format!("localhost/mirror-registry/quay-standin:{name}");
     sh_ok("podman", &["tag", STANDIN, &next]);
-    let _untag = Untag(next.clone());
+    let _untag = Untag(vec![next.clone()]);
     let recorded = requests(&sqlite).len();
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -401,4 +404,69 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
     assert!(exists("volume", &format!("{name}-sqlite-storage")));
     assert!(exists("volume", &format!("{name}-storage")));
     assert!(root.join("secrets/quay-secrets.yaml").exists());
+}
+
+#[test]
+fn quay_standin_images_load_from_the_archive() {
+    let mut lab = Lab::new();
+    let name = unique("qsa");
+    let port = free_port();
+    lab.track(&name, port);
+
+    // The three images under names the host does not have, only in an
+    // archive, as on an air-gapped host.
+    let tags: Vec<String> = ["quay", "redis", "pause"]
+        .iter()
+        .map(|c| format!("localhost/mirror-registry/archived-{name}-{c}:1"))
+        .collect();
+    let _untag = Untag(tags.clone());
+    for (from, tag) in [STANDIN.to_string(), redis_image(), PAUSE.to_string()]
+        .iter()
+        .zip(&tags)
+    {
+        sh_ok("podman", &["tag", from, tag]);
+    }
+    let archive = lab.dir.path().join("images.tar");
+    let mut save = vec!["save", "--multi-image-archive", "--output"];
+    let archive_str = archive.display().to_string();
+    save.push(&archive_str);
+    save.extend(tags.iter().map(String::as_str));
+    sh_ok("podman", &save);
+    for tag in &tags {
+        sh_ok("podman", &["untag", tag, tag]);
+        assert!(!sh("podman", &["image", "exists", tag]).status.success());
+    }
+
+    let spec = quay_spec(&lab, &name, port, &tags[0])
+        .replace(
+            &format!("redis: {}\n", redis_image()),
+            &format!("redis: {}\n", tags[1]),
+        )
+        .replace(
+            &format!("pause: {PAUSE}\n"),
+            &format!("pause: {}\n", tags[2]),
+        )
+        + &format!("    archive: {archive_str}\n");
+    lab.put(&name, &spec);
+    let took = once_ok(&lab, "archive load");
+    eprintln!(
+        "FIGURE quay (stand-in) images loaded from an archive -> Ready: {:.2} s",
+        took.as_secs_f64()
+    );
+    let st = file_status(&lab.spec_path(&name)).unwrap();
+    assert_eq!(st.phase, Phase::Ready);
+    let images = &condition(&st, "ImagesPresent").unwrap().message;
+    assert!(
+        images.starts_with(&format!("loaded from {archive_str}")),
+        "{images}"
+    );
+    for tag in &tags {
+        assert!(images.contains(tag.as_str()), "{images}");
+        assert!(sh("podman", &["image", "exists", tag]).status.success());
+    }
+    assert_eq!(inspect(&format!("{name}-app"), "{{.ImageName}}"), tags[0]);
+    assert_eq!(
+        initialize_posts(&mountpoint(&format!("{name}-sqlite-storage"))).len(),
+        1
+    );
 }
