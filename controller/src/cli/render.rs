@@ -90,12 +90,28 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
                 .collect()
         )
     );
+    let _ = writeln!(
+        out,
+        "# copied: {}",
+        list(
+            desired
+                .copies
+                .iter()
+                .map(|c| format!("{} -> {} ({:o})", c.from.display(), c.to.display(), c.mode))
+                .collect()
+        )
+    );
     let _ = writeln!(out, "# images: {}", list(desired.images.clone()));
+    // Generated secrets appear above as placeholders; these files keep them.
+    let kept = match resolved.engine {
+        crate::api::Engine::Distribution => crate::naming::root::htpasswd_file(&resolved.root),
+        crate::api::Engine::Quay => crate::naming::root::quay_secrets_file(&resolved.root),
+    };
     let _ = writeln!(
         out,
         "# secrets (not shown, kept 0600): {}, {}",
         crate::naming::root::credentials_file(&resolved.root).display(),
-        crate::naming::root::htpasswd_file(&resolved.root).display()
+        kept.display()
     );
     out!("{out}");
     Ok(EXIT_OK)
