@@ -1,10 +1,13 @@
 //! The reconcile function. Each step observes, compares and acts only on a
 //! difference, so a converged registry costs reads and nothing else.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use super::queue::Next;
 use super::status::{self as st, Conditions, Written};
@@ -437,7 +440,23 @@ async fn converge(
     // Units.
     let mut started = false;
     if images_ok {
-        started = units(cx, &systemd, &desired, r, inputs_changed, c).await?;
+        let digests = input_digests(&desired, r)?;
+        let stale: BTreeSet<String> = digests
+            .iter()
+            .filter(|(u, d)| rec.started_with.get(*u).is_some_and(|old| old != *d))
+            .map(|(u, _)| u.clone())
+            .collect();
+        started = units(cx, &systemd, &desired, r, inputs_changed, &stale, c).await?;
+        // Remembered only once every unit runs with these inputs.
+        if r.paused {
+            rec.started_with.clear();
+        } else if c
+            .get(st::UNITS_ACTIVE)
+            .is_none_or(|x| x.reason != "PortConflict")
+        {
+            rec.started_with = digests;
+        }
+        record::save(&cx.state_dir, &rec)?;
     }
     // Right after a (re)start the registry needs a moment before it answers:
     // observe again shortly rather than report Progressing and come back
@@ -452,6 +471,39 @@ async fn converge(
         ca_file,
         components,
     })
+}
+
+/// Per unit, a digest of what it runs with: the pod unit its text, each
+/// component its text and the files under root its container mounts (config
+/// files, the server certificate and key, htpasswd).
+fn input_digests(desired: &Desired, r: &Resolved) -> Result<BTreeMap<String, String>, Error> {
+    let tls_dir = naming::root::tls_dir(&r.root);
+    let mounted = desired.files.iter().map(|f| f.path.clone()).chain([
+        tls_dir.join("tls.crt"),
+        tls_dir.join("tls.key"),
+        naming::root::htpasswd_file(&r.root),
+    ]);
+    let mut files = Sha256::new();
+    for p in mounted {
+        let bytes = files::read_optional(&p)?.unwrap_or_default();
+        for part in [p.as_os_str().as_bytes(), &bytes] {
+            files.update((part.len() as u64).to_le_bytes());
+            files.update(part);
+        }
+    }
+    let files = files.finalize();
+    let mut out = BTreeMap::new();
+    out.insert(
+        desired.pod_unit.name.clone(),
+        hex::encode(Sha256::digest(desired.pod_unit.content.as_bytes())),
+    );
+    for u in &desired.units {
+        let mut h = Sha256::new();
+        h.update(u.content.as_bytes());
+        h.update(files);
+        out.insert(u.name.clone(), hex::encode(h.finalize()));
+    }
+    Ok(out)
 }
 
 /// How long a reconcile that started units waits for them to answer.
@@ -524,14 +576,16 @@ fn port_taken(port: u16) -> bool {
 }
 
 /// Writes unit files that differ, reloads once, enables, and starts or
-/// restarts only what changed or is not running. Returns whether it started
-/// or restarted anything.
+/// restarts only what changed, is `stale` (runs with other inputs than it
+/// was last started with) or is not running. Returns whether it started or
+/// restarted anything.
 async fn units(
     cx: &Context,
     systemd: &Systemd,
     desired: &Desired,
     r: &Resolved,
     inputs_changed: bool,
+    stale: &BTreeSet<String>,
     c: &mut Conditions<'_>,
 ) -> Result<bool, Error> {
     files::ensure_dir(&cx.unit_dir, 0o755)?;
@@ -568,7 +622,7 @@ async fn units(
     }
     let pod = &desired.pod_unit.name;
     let pod_active = states[0].active_state == "active";
-    let pod_changed = changed.contains(pod);
+    let pod_changed = changed.contains(pod) || stale.contains(pod);
     let mut pod_started = false;
     if (!pod_active || (pod_changed && !same_port)) && port_taken(r.port) {
         c.set(
@@ -596,7 +650,7 @@ async fn units(
         if pod_started || !active {
             systemd.start(&u.name).await?;
             started = true;
-        } else if changed.contains(&u.name) || inputs_changed {
+        } else if changed.contains(&u.name) || inputs_changed || stale.contains(&u.name) {
             systemd.restart(&u.name).await?;
             started = true;
         }
