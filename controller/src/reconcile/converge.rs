@@ -617,6 +617,16 @@ async fn units(
     for n in &names {
         states.push(systemd.unit(n).await?);
     }
+    // A run that died between writing a unit file and reloading left the
+    // manager on the old text; starting or restarting would use it.
+    if states.iter().any(|s| s.need_daemon_reload) {
+        systemd.reload().await?;
+        tracing::info!(registry = %r.name, "unit files differ from what the manager loaded; manager reloaded");
+        states.clear();
+        for n in &names {
+            states.push(systemd.unit(n).await?);
+        }
+    }
     if states.iter().any(|s| s.unit_file_state != "enabled") {
         systemd.enable(&names).await?;
     }
