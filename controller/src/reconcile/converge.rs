@@ -179,7 +179,10 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         .as_ref()
         .map(|p| p.conditions.clone())
         .unwrap_or_default();
-    let was_ready = prev.as_ref().is_some_and(|p| p.phase == Phase::Ready);
+    // Degraded stays Degraded while the trouble lasts: it served before.
+    let was_ready = prev
+        .as_ref()
+        .is_some_and(|p| matches!(p.phase, Phase::Ready | Phase::Degraded));
     let mut c = Conditions::new(&prev_conditions);
     c.set(
         st::SPEC_VALID,
