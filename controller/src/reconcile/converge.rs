@@ -174,7 +174,14 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         }
     };
     let resolved = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
-    let prev = loaded.resource.status.clone();
+    // What the file holds decides whether it needs a write; what was last
+    // observed (the file's status, else the state directory's copy, as after
+    // an editor saved the spec without it, or always in state-only mode)
+    // carries transition times and whether the registry served before.
+    let in_file = loaded.resource.status.clone();
+    let prev = in_file
+        .clone()
+        .or_else(|| record::load_status(&cx.state_dir, name));
     let prev_conditions = prev
         .as_ref()
         .map(|p| p.conditions.clone())
@@ -235,7 +242,7 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     sort_conditions(&mut list);
     status.conditions = list;
 
-    let written = write_status(cx, name, path, &bytes, prev.as_ref(), &status);
+    let written = write_status(cx, name, path, &bytes, in_file.as_ref(), &status);
     if written == Written::Conflict {
         return Next::After(Duration::ZERO);
     }
