@@ -138,7 +138,10 @@ fn write_status(
                 "status written"
             )
         }
-        _ => {}
+        Written::Conflict => {
+            tracing::debug!(registry = name, file = %file.display(), "spec file changed since it was read; status not written over it")
+        }
+        Written::Unchanged => {}
     }
     w
 }
@@ -242,7 +245,19 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     sort_conditions(&mut list);
     status.conditions = list;
 
-    let written = write_status(cx, name, path, &bytes, in_file.as_ref(), &status);
+    let mut written = write_status(cx, name, path, &bytes, in_file.as_ref(), &status);
+    // Edited meanwhile. An edit that leaves the spec as it was (comments,
+    // formatting, labels) leaves this status true: put it into the new text
+    // instead of converging again, which a user saving often would starve.
+    for _ in 0..REBASE_TRIES {
+        if written != Written::Conflict {
+            break;
+        }
+        let Some((bytes, in_file)) = reread_same_spec(cx, name, path, &resolved) else {
+            break;
+        };
+        written = write_status(cx, name, path, &bytes, in_file.as_ref(), &status);
+    }
     if written == Written::Conflict {
         return Next::After(Duration::ZERO);
     }
@@ -251,6 +266,24 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         Phase::Ready | Phase::Paused | Phase::Failed => Next::Done,
         _ => Next::After(PROGRESS_REQUEUE),
     }
+}
+
+const REBASE_TRIES: usize = 3;
+
+/// The spec file read again, with its status, when it still asks for the
+/// same registry as `resolved`; `None` when it changed in substance (or
+/// cannot be read), so a new reconcile must look at it.
+fn reread_same_spec(
+    cx: &Context,
+    name: &str,
+    path: &Path,
+    resolved: &Resolved,
+) -> Option<(Vec<u8>, Option<Status>)> {
+    let bytes = std::fs::read(path).ok()?;
+    let loaded = load::parse(path, &bytes).ok()?;
+    let again = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
+    (loaded.name == name && again.hash() == resolved.hash())
+        .then_some((bytes, loaded.resource.status))
 }
 
 fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
