@@ -495,7 +495,7 @@ async fn converge(
             rec.started_with.clear();
         } else if c
             .get(st::UNITS_ACTIVE)
-            .is_none_or(|x| x.reason != "PortConflict")
+            .is_none_or(|x| x.reason != "PortConflict" && x.reason != "Stopping")
         {
             rec.started_with = digests;
         }
@@ -672,6 +672,21 @@ async fn units(
     }
     if states.iter().any(|s| s.unit_file_state != "enabled") {
         systemd.enable(&names).await?;
+    }
+    // Someone (an admin, systemd) is stopping a unit: a start now would
+    // replace their stop job and fail it. Look again once it has stopped.
+    if let Some((n, _)) = names
+        .iter()
+        .zip(&states)
+        .find(|(_, s)| s.active_state == "deactivating")
+    {
+        c.set(
+            st::UNITS_ACTIVE,
+            Some(false),
+            "Stopping",
+            format!("{n} is stopping; it is started again once stopped"),
+        );
+        return Ok(false);
     }
     let pod = &desired.pod_unit.name;
     let pod_active = states[0].active_state == "active";
