@@ -149,6 +149,11 @@ impl Lab {
 
     /// Starts the controller daemon, logging to `log()`.
     pub fn start(&mut self, extra: &[&str]) {
+        self.start_env(extra, &[]);
+    }
+
+    /// Starts the controller daemon with more environment variables.
+    pub fn start_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -156,6 +161,7 @@ impl Lab {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mirror-registry-controller"))
             .args(self.controller_args(extra))
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,mirror_registry=debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -178,6 +184,20 @@ impl Lab {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The running controller's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.controller.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL: the controller gets no chance to clean up, as in a crash or
+    /// an OOM kill.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.controller.take() {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -32,6 +32,46 @@ pub fn count_write() {
     WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Marks the controller's temp files (atomic writes in progress), so the
+/// watchers pass over them and a later run can sweep what a killed one left.
+pub const TEMP_MARKER: &str = ".mr-tmp";
+
+/// The start of this process's temp file names after any per-file part:
+/// the marker and the pid, so a later run tells a dead writer's leftovers
+/// from a write in progress.
+pub fn temp_prefix() -> String {
+    format!("{TEMP_MARKER}-{}-", std::process::id())
+}
+
+/// The pid a temp file name carries, if it is one of ours.
+fn temp_writer(file_name: &str) -> Option<u32> {
+    let at = file_name.find(TEMP_MARKER)? + TEMP_MARKER.len();
+    let rest = file_name[at..].strip_prefix('-')?;
+    let (pid, _) = rest.split_once('-')?;
+    pid.parse().ok()
+}
+
+/// Removes temp files directly in `dir` whose writer is gone: a process
+/// killed between creating a temp file and renaming it into place leaves one
+/// behind. Files of live writers are left alone. Returns what was removed.
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_writer(&name) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         op,
@@ -89,7 +129,7 @@ pub fn atomic_write(path: &Path, content: &[u8], mode: u32) -> Result<()> {
     count_write();
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".mr-tmp-")
+        .prefix(&temp_prefix())
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .map_err(io("create temp file in", dir))?;
@@ -141,8 +181,44 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".mr-tmp-"))
+            .filter(|e| e.file_name().to_string_lossy().contains(TEMP_MARKER))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn stale_temps_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A pid that is surely gone: a child that has been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let own = std::process::id();
+        for n in [
+            format!(".mr-tmp-{dead}-abc"),
+            format!(".quay.yaml.mr-tmp-{dead}-xyz"),
+            format!(".mr-tmp-{own}-live"),
+            ".mr-tmp-nopid".to_string(),
+            "quay.yaml".to_string(),
+        ] {
+            fs::write(d.join(n), b"x").unwrap();
+        }
+        let mut removed: Vec<String> = remove_stale_temps(d)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        removed.sort();
+        assert_eq!(
+            removed,
+            vec![
+                format!(".mr-tmp-{dead}-abc"),
+                format!(".quay.yaml.mr-tmp-{dead}-xyz")
+            ]
+        );
+        assert!(d.join(format!(".mr-tmp-{own}-live")).exists());
+        assert!(d.join(".mr-tmp-nopid").exists());
+        assert!(d.join("quay.yaml").exists());
+        assert_eq!(temp_writer(&format!("{}ab", temp_prefix())), Some(own));
     }
 }

@@ -383,6 +383,10 @@ impl Podman {
         let response = self.libpod(OP, name, "GET", &path).await?;
         match response.status {
             404 => Ok(None),
+            // A container being removed (`--rm`, `--replace` on restart) is
+            // found by name, then gone when its record is read: podman
+            // answers 500 "container <id> does not exist in ...". It is absent.
+            500 if response.error_message().contains("does not exist") => Ok(None),
             _ if response.is_success() => serde_json::from_slice::<LibpodContainer>(&response.body)
                 .map(|c| Some(c.into_info()))
                 .map_err(|source| Error::Decode {

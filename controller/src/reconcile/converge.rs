@@ -1,10 +1,13 @@
 //! The reconcile function. Each step observes, compares and acts only on a
 //! difference, so a converged registry costs reads and nothing else.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use super::queue::Next;
 use super::status::{self as st, Conditions, Written};
@@ -152,7 +155,10 @@ fn write_status(
                 "status written"
             )
         }
-        _ => {}
+        Written::Conflict => {
+            tracing::debug!(registry = name, file = %file.display(), "spec file changed since it was read; status not written over it")
+        }
+        Written::Unchanged => {}
     }
     w
 }
@@ -196,12 +202,22 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         }
     };
     let resolved = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
-    let prev = loaded.resource.status.clone();
+    // What the file holds decides whether it needs a write; what was last
+    // observed (the file's status, else the state directory's copy, as after
+    // an editor saved the spec without it, or always in state-only mode)
+    // carries transition times and whether the registry served before.
+    let in_file = loaded.resource.status.clone();
+    let prev = in_file
+        .clone()
+        .or_else(|| record::load_status(&cx.state_dir, name));
     let prev_conditions = prev
         .as_ref()
         .map(|p| p.conditions.clone())
         .unwrap_or_default();
-    let was_ready = prev.as_ref().is_some_and(|p| p.phase == Phase::Ready);
+    // Degraded stays Degraded while the trouble lasts: it served before.
+    let was_ready = prev
+        .as_ref()
+        .is_some_and(|p| matches!(p.phase, Phase::Ready | Phase::Degraded));
     let mut c = Conditions::new(&prev_conditions);
     c.set(
         st::SPEC_VALID,
@@ -254,7 +270,19 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     sort_conditions(&mut list);
     status.conditions = list;
 
-    let written = write_status(cx, name, path, &bytes, prev.as_ref(), &status);
+    let mut written = write_status(cx, name, path, &bytes, in_file.as_ref(), &status);
+    // Edited meanwhile. An edit that leaves the spec as it was (comments,
+    // formatting, labels) leaves this status true: put it into the new text
+    // instead of converging again, which a user saving often would starve.
+    for _ in 0..REBASE_TRIES {
+        if written != Written::Conflict {
+            break;
+        }
+        let Some((bytes, in_file)) = reread_same_spec(cx, name, path, &resolved) else {
+            break;
+        };
+        written = write_status(cx, name, path, &bytes, in_file.as_ref(), &status);
+    }
     if written == Written::Conflict {
         return Next::After(Duration::ZERO);
     }
@@ -263,6 +291,24 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         Phase::Ready | Phase::Paused | Phase::Failed => Next::Done,
         _ => Next::After(PROGRESS_REQUEUE),
     }
+}
+
+const REBASE_TRIES: usize = 3;
+
+/// The spec file read again, with its status, when it still asks for the
+/// same registry as `resolved`; `None` when it changed in substance (or
+/// cannot be read), so a new reconcile must look at it.
+fn reread_same_spec(
+    cx: &Context,
+    name: &str,
+    path: &Path,
+    resolved: &Resolved,
+) -> Option<(Vec<u8>, Option<Status>)> {
+    let bytes = std::fs::read(path).ok()?;
+    let loaded = load::parse(path, &bytes).ok()?;
+    let again = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
+    (loaded.name == name && again.hash() == resolved.hash())
+        .then_some((bytes, loaded.resource.status))
 }
 
 fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
@@ -497,7 +543,23 @@ async fn converge(
     // Units.
     let mut started = false;
     if images_ok {
-        started = units(cx, &systemd, &desired, r, inputs_changed).await?;
+        let digests = input_digests(&desired, r)?;
+        let stale: BTreeSet<String> = digests
+            .iter()
+            .filter(|(u, d)| rec.started_with.get(*u).is_some_and(|old| old != *d))
+            .map(|(u, _)| u.clone())
+            .collect();
+        started = units(cx, &systemd, &desired, r, inputs_changed, &stale, c).await?;
+        // Remembered only once every unit runs with these inputs.
+        if r.paused {
+            rec.started_with.clear();
+        } else if c
+            .get(st::UNITS_ACTIVE)
+            .is_none_or(|x| x.reason != "PortConflict" && x.reason != "Stopping")
+        {
+            rec.started_with = digests;
+        }
+        record::save(&cx.state_dir, &rec)?;
     }
     // Right after a (re)start the registry needs a moment before it answers:
     // observe again shortly rather than report Progressing and come back
@@ -517,6 +579,39 @@ async fn converge(
         ca_file,
         components,
     })
+}
+
+/// Per unit, a digest of what it runs with: the pod unit its text, each
+/// component its text and the files under root its container mounts (config
+/// files, the server certificate and key, htpasswd).
+fn input_digests(desired: &Desired, r: &Resolved) -> Result<BTreeMap<String, String>, Error> {
+    let tls_dir = naming::root::tls_dir(&r.root);
+    let mounted = desired.files.iter().map(|f| f.path.clone()).chain([
+        tls_dir.join("tls.crt"),
+        tls_dir.join("tls.key"),
+        naming::root::htpasswd_file(&r.root),
+    ]);
+    let mut files = Sha256::new();
+    for p in mounted {
+        let bytes = files::read_optional(&p)?.unwrap_or_default();
+        for part in [p.as_os_str().as_bytes(), &bytes] {
+            files.update((part.len() as u64).to_le_bytes());
+            files.update(part);
+        }
+    }
+    let files = files.finalize();
+    let mut out = BTreeMap::new();
+    out.insert(
+        desired.pod_unit.name.clone(),
+        hex::encode(Sha256::digest(desired.pod_unit.content.as_bytes())),
+    );
+    for u in &desired.units {
+        let mut h = Sha256::new();
+        h.update(u.content.as_bytes());
+        h.update(files);
+        out.insert(u.name.clone(), hex::encode(h.finalize()));
+    }
+    Ok(out)
 }
 
 /// How long a reconcile that started units waits for them to answer.
@@ -606,14 +701,17 @@ async fn port_conflict(
 }
 
 /// Writes unit files that differ, reloads once, enables, and starts or
-/// restarts only what changed or is not running. Returns whether it started
-/// or restarted anything.
+/// restarts only what changed, is `stale` (runs with other inputs than it
+/// was last started with) or is not running. Returns whether it started or
+/// restarted anything.
 async fn units(
     cx: &Context,
     systemd: &Systemd,
     desired: &Desired,
     r: &Resolved,
     inputs_changed: bool,
+    stale: &BTreeSet<String>,
+    c: &mut Conditions<'_>,
 ) -> Result<bool, Error> {
     files::ensure_dir(&cx.unit_dir, 0o755)?;
     let pod = &desired.pod_unit.name;
@@ -640,11 +738,36 @@ async fn units(
     for n in &names {
         states.push(systemd.unit(n).await?);
     }
+    // A run that died between writing a unit file and reloading left the
+    // manager on the old text; starting or restarting would use it.
+    if states.iter().any(|s| s.need_daemon_reload) {
+        systemd.reload().await?;
+        tracing::info!(registry = %r.name, "unit files differ from what the manager loaded; manager reloaded");
+        states.clear();
+        for n in &names {
+            states.push(systemd.unit(n).await?);
+        }
+    }
     if states.iter().any(|s| s.unit_file_state != "enabled") {
         systemd.enable(&names).await?;
     }
+    // Someone (an admin, systemd) is stopping a unit: a start now would
+    // replace their stop job and fail it. Look again once it has stopped.
+    if let Some((n, _)) = names
+        .iter()
+        .zip(&states)
+        .find(|(_, s)| s.active_state == "deactivating")
+    {
+        c.set(
+            st::UNITS_ACTIVE,
+            Some(false),
+            "Stopping",
+            format!("{n} is stopping; it is started again once stopped"),
+        );
+        return Ok(false);
+    }
     let pod_active = states[0].active_state == "active";
-    let pod_changed = changed.contains(pod);
+    let pod_changed = changed.contains(pod) || stale.contains(pod);
     let mut pod_started = false;
     if pod_changed && pod_active {
         systemd.restart(pod).await?;
@@ -660,7 +783,7 @@ async fn units(
         if pod_started || !active {
             systemd.start(&u.name).await?;
             started = true;
-        } else if changed.contains(&u.name) || inputs_changed {
+        } else if changed.contains(&u.name) || inputs_changed || stale.contains(&u.name) {
             systemd.restart(&u.name).await?;
             started = true;
         }

@@ -50,10 +50,24 @@ pub fn spawn(cx: Arc<Context>, q: Queue) {
 
 const RECONNECT: Duration = Duration::from_secs(2);
 
+/// Events sent while a listener was disconnected are lost, and a registry
+/// that failed meanwhile may sit in a long backoff: once connected again,
+/// look at every registry, as a resync would.
+fn relist(cx: &Context, q: &Queue, what: &str) {
+    tracing::info!("{what} is back; looking at every registry again");
+    for n in cx.all_names() {
+        q.add(&n);
+    }
+}
+
 async fn podman_events(cx: Arc<Context>, q: Queue) {
+    let mut lost = false;
     loop {
         if let Ok((podman, _)) = cx.clients().await {
             let mut s = Box::pin(podman.container_changes());
+            if std::mem::take(&mut lost) {
+                relist(&cx, &q, "the podman API");
+            }
             while let Some(container) = s.next().await {
                 if let Some(name) = owner_of_container(&cx, &container) {
                     tracing::debug!(registry = %name, container = %container, "container changed");
@@ -62,16 +76,21 @@ async fn podman_events(cx: Arc<Context>, q: Queue) {
             }
             tracing::debug!("podman event stream ended; reconnecting");
         }
+        lost = true;
         tokio::time::sleep(RECONNECT).await;
     }
 }
 
 async fn systemd_events(cx: Arc<Context>, q: Queue) {
+    let mut lost = false;
     loop {
         if let Ok((_, systemd)) = cx.clients().await {
             match systemd.unit_changes().await {
                 Ok(s) => {
                     let mut s = Box::pin(s);
+                    if std::mem::take(&mut lost) {
+                        relist(&cx, &q, "the systemd manager");
+                    }
                     while let Some(unit) = s.next().await {
                         if let Some(name) = owner_of_unit(&cx, &unit) {
                             tracing::debug!(registry = %name, unit = %unit, "unit changed");
@@ -83,6 +102,7 @@ async fn systemd_events(cx: Arc<Context>, q: Queue) {
                 Err(e) => tracing::debug!(error = %e, "cannot subscribe to unit changes"),
             }
         }
+        lost = true;
         tokio::time::sleep(RECONNECT).await;
     }
 }

@@ -3,7 +3,7 @@
 //! spec can be torn down even after a restart, and nothing it did not create
 //! is ever touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,12 @@ pub struct Record {
     /// CA trust directories (certs.d/<host:port>) it wrote.
     pub trust_dirs: BTreeSet<PathBuf>,
     pub deletion_policy: DeletionPolicy,
+    /// Per unit, a digest of what it was last started with (its unit file
+    /// and the files its container mounts). A unit whose inputs no longer
+    /// match is restarted, even when the write that changed them was made by
+    /// a run that died before it could restart anything.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub started_with: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]

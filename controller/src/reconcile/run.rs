@@ -6,6 +6,8 @@ use std::time::Duration;
 use super::queue::{Next, Queue};
 use super::{converge, drift, record, Context};
 use crate::api::Phase;
+use crate::host::files;
+use crate::render;
 use crate::spec_file::watch;
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -19,6 +21,39 @@ fn queue(cx: &Arc<Context>) -> Queue {
     })
 }
 
+/// A controller killed in the middle of an atomic write leaves its temp file
+/// behind. Before anything else, remove those of dead writers from every
+/// directory the controller writes into: the watched directory, the state
+/// directory, the unit directory, and each recorded registry's root and
+/// trust directories.
+fn sweep_temp_files(cx: &Context) {
+    let mut dirs = vec![
+        cx.watch_dir.clone(),
+        cx.state_dir.clone(),
+        cx.unit_dir.clone(),
+    ];
+    let subdirs = std::fs::read_dir(&cx.state_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+    for e in subdirs {
+        dirs.push(e.path());
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(Some(rec)) = record::load(&cx.state_dir, &name) {
+            if rec.root.is_absolute() {
+                dirs.extend(render::root_dirs(&rec.root).into_iter().map(|(d, _)| d));
+            }
+            dirs.extend(rec.trust_dirs.iter().filter(|d| d.is_absolute()).cloned());
+        }
+    }
+    for d in dirs {
+        for f in files::remove_stale_temps(&d) {
+            tracing::info!(file = %f.display(), "removed a temp file an interrupted write left behind");
+        }
+    }
+}
+
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
     crate::host::files::ensure_dir(&cx.watch_dir, 0o755).or_else(|e| {
@@ -28,6 +63,7 @@ pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
             Err(e)
         }
     })?;
+    sweep_temp_files(&cx);
     let q = queue(&cx);
     cx.rescan();
     for n in cx.all_names() {
@@ -84,6 +120,7 @@ pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
 /// Ok(true) when every registry with a spec file is Ready (and every removed
 /// one is torn down).
 pub async fn once(cx: Arc<Context>, timeout: Duration) -> anyhow::Result<bool> {
+    sweep_temp_files(&cx);
     cx.rescan();
     let names = cx.all_names();
     let deadline = tokio::time::Instant::now() + timeout;

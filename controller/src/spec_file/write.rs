@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Marks the controller's own temp files, so the directory watcher and the
 /// spec scanner pass over them.
-pub const TEMP_MARKER: &str = ".mr-tmp";
+pub const TEMP_MARKER: &str = crate::host::files::TEMP_MARKER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,7 +92,7 @@ fn replace_with(
         .unwrap_or_default();
     let mode = meta.permissions().mode() & 0o7777;
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}{TEMP_MARKER}-"))
+        .prefix(&format!(".{name}{}", crate::host::files::temp_prefix()))
         .permissions(fs::Permissions::from_mode(mode & 0o777))
         .tempfile_in(dir)
         .map_err(io("create temp file in", dir))?;
