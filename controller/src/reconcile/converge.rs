@@ -337,8 +337,9 @@ pub struct Converged {
     pub components: Vec<Component>,
 }
 
-/// The steps, in order. Returns early (after observing) when a step finds a
-/// problem that makes going on unsafe, such as an invalid certificate.
+/// The steps, in order. Returns early, after observing, when a step refuses
+/// a change (a port someone else holds, an invalid user certificate): then
+/// nothing has been written and what runs keeps running.
 async fn converge(
     cx: &Context,
     r: &Resolved,
@@ -347,28 +348,8 @@ async fn converge(
 ) -> Result<Converged, Error> {
     let mut desired = render::render(r, &cx.render).map_err(Error::Other)?;
     let (podman, systemd) = cx.clients().await?;
+    let mut rec = record_ownership(cx, r, spec_file, &desired)?;
 
-    // Ownership first: whatever exists on the host is recorded before it is
-    // made, so a crash in between still leaves a complete record.
-    let trust_dir = cx.certs_d.join(r.host_port());
-    let generated = matches!(r.tls, Tls::Generated { .. });
-    let mut rec = record::load(&cx.state_dir, &r.name)?.unwrap_or_default();
-    rec.name = r.name.clone();
-    rec.spec_file = spec_file.to_path_buf();
-    rec.root = r.root.clone();
-    rec.pod = desired.pod.clone();
-    rec.deletion_policy = r.deletion_policy;
-    rec.units
-        .extend(desired.all_units().map(|u| u.name.clone()));
-    rec.containers
-        .extend(desired.components.iter().map(|x| x.container.clone()));
-    if generated {
-        rec.trust_dirs.insert(trust_dir.clone());
-    }
-    record::save(&cx.state_dir, &rec)?;
-
-    // A port held by someone else: report it and change nothing, so what
-    // runs keeps serving as it is.
     if !r.paused && port_conflict(cx, &systemd, &desired, r).await? {
         c.set(
             st::UNITS_ACTIVE,
@@ -379,16 +360,11 @@ async fn converge(
                 r.port, desired.pod_unit.name
             ),
         );
-        let components = observe(&podman, &systemd, &desired, r, None, c).await?;
         let ca_file = matches!(r.tls, Tls::Generated { .. })
             .then(|| naming::root::tls_dir(&r.root).join("ca.crt"));
-        return Ok(Converged {
-            ca_file,
-            components,
-        });
+        return refused(&podman, &systemd, &desired, r, ca_file, c).await;
     }
 
-    // Root layout and modes.
     for (dir, mode) in &desired.dirs {
         files::ensure_dir(dir, *mode)?;
     }
@@ -398,99 +374,14 @@ async fn converge(
         desired = render::render_with(r, &cx.render, &inputs).map_err(Error::Other)?;
     }
 
-    // TLS.
-    let mut inputs_changed = false;
-    let tls_dir = naming::root::tls_dir(&r.root);
-    let now = time::OffsetDateTime::now_utc();
-    let ca_file = match &r.tls {
-        Tls::Generated { extra_sans } => {
-            let (dns, ips) = tls::default_sans(&r.hostname, extra_sans);
-            let e = tls::ensure_generated(&tls_dir, &dns, &ips, now)?;
-            if let Some(why) = &e.reason {
-                tracing::info!(registry = %r.name, "{why}");
-            }
-            inputs_changed |= e.cert_changed || e.ca_changed;
-            c.set(
-                st::CERTIFICATE_VALID,
-                Some(true),
-                "Generated",
-                format!(
-                    "generated certificate for {} valid until {}; renewed 30 days before",
-                    r.hostname,
-                    e.not_after.date()
-                ),
-            );
-            Some(e.ca_file)
-        }
-        Tls::Provided {
-            cert_file,
-            key_file,
-            skip_hostname_check,
-        } => {
-            match tls::check_user_pair(cert_file, key_file, &r.hostname, *skip_hostname_check, now)
-            {
-                Ok(info) => {
-                    let cert = std::fs::read(cert_file)
-                        .map_err(|e| Error::Other(format!("read {}: {e}", cert_file.display())))?;
-                    let key = std::fs::read(key_file)
-                        .map_err(|e| Error::Other(format!("read {}: {e}", key_file.display())))?;
-                    inputs_changed |=
-                        files::write_if_changed(&tls_dir.join("tls.crt"), &cert, 0o644)?;
-                    inputs_changed |=
-                        files::write_if_changed(&tls_dir.join("tls.key"), &key, 0o600)?;
-                    c.set(
-                        st::CERTIFICATE_VALID,
-                        Some(true),
-                        "Provided",
-                        format!(
-                            "{} valid until {}",
-                            cert_file.display(),
-                            info.not_after.date()
-                        ),
-                    );
-                    None
-                }
-                Err(problems) => {
-                    c.set(
-                        st::CERTIFICATE_VALID,
-                        Some(false),
-                        "InvalidCertificate",
-                        problems.join(" "),
-                    );
-                    // Keep serving with what runs now; only report.
-                    let components = observe(&podman, &systemd, &desired, r, None, c).await?;
-                    return Ok(Converged {
-                        ca_file: None,
-                        components,
-                    });
-                }
-            }
-        }
+    let Some(tls) = ensure_tls(r, c)? else {
+        return refused(&podman, &systemd, &desired, r, None, c).await;
     };
-
-    // Credentials: the init user's password and the registry's htpasswd.
-    let (creds, _) = credentials::ensure_init_credentials(
-        &naming::root::secrets_dir(&r.root),
-        &r.init_username,
-        r.init_password_file.as_deref(),
-    )?;
-    if r.engine == Engine::Distribution {
-        inputs_changed |=
-            credentials::ensure_htpasswd(&naming::root::htpasswd_file(&r.root), &creds)?;
-    }
-
-    // Config files, and copies of files under the root (quay: the TLS pair
-    // into Quay's config directory).
-    for f in &desired.files {
-        inputs_changed |= files::write_if_changed(&f.path, f.content.as_bytes(), f.mode)?;
-    }
-    for copy in &desired.copies {
-        let bytes = std::fs::read(&copy.from)
-            .map_err(|e| Error::Other(format!("read {}: {e}", copy.from.display())))?;
-        inputs_changed |= files::write_if_changed(&copy.to, &bytes, copy.mode)?;
-    }
-
-    // Images.
+    let mut inputs_changed = tls.changed;
+    let ca_file = tls.ca_file;
+    let (creds, htpasswd_changed) = ensure_credentials(r)?;
+    inputs_changed |= htpasswd_changed;
+    inputs_changed |= write_files(&desired)?;
     let images_ok = match ensure_images(&podman, &desired.images, r.images.archive.as_deref()).await
     {
         Ok(how) => {
@@ -502,74 +393,25 @@ async fn converge(
             false
         }
     };
+    ensure_storage(cx, &podman, &mut rec, &desired, r).await?;
+    ensure_trust(cx, &mut rec, r, ca_file.as_deref())?;
 
-    // Volumes and data directories.
-    let labels = naming::owner_labels(&r.name);
-    for v in &desired.volumes {
-        if podman.volume(v).await?.is_none() {
-            rec.volumes.insert(v.clone());
-            record::save(&cx.state_dir, &rec)?;
-            podman.create_volume(v, &labels).await?;
-            tracing::info!(registry = %r.name, volume = %v, "created volume");
-        }
-    }
-    for p in &desired.data_paths {
-        if !p.exists() {
-            rec.data_paths.insert(p.clone());
-            record::save(&cx.state_dir, &rec)?;
-        }
-        files::ensure_dir(p, 0o700)?;
-    }
+    let started = if images_ok {
+        start_units(cx, &systemd, &mut rec, &desired, r, inputs_changed, c).await?
+    } else {
+        false
+    };
+    let components = observe_settled(
+        &podman,
+        &systemd,
+        &desired,
+        r,
+        ca_file.as_deref(),
+        started,
+        c,
+    )
+    .await?;
 
-    // The host trusts the CA, so podman login and skopeo verify TLS.
-    let stale: Vec<PathBuf> = rec
-        .trust_dirs
-        .iter()
-        .filter(|d| !(generated && **d == trust_dir))
-        .cloned()
-        .collect();
-    if let Some(ca) = &ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| Error::Other(format!("read {}: {e}", ca.display())))?;
-        files::ensure_dir(&trust_dir, 0o755)?;
-        files::write_if_changed(&trust_dir.join("ca.crt"), &pem, 0o644)?;
-    }
-    for d in stale {
-        remove_trust_dir(&d)?;
-        rec.trust_dirs.remove(&d);
-        record::save(&cx.state_dir, &rec)?;
-    }
-
-    // Units.
-    let mut started = false;
-    if images_ok {
-        let digests = input_digests(&desired, r)?;
-        let stale: BTreeSet<String> = digests
-            .iter()
-            .filter(|(u, d)| rec.started_with.get(*u).is_some_and(|old| old != *d))
-            .map(|(u, _)| u.clone())
-            .collect();
-        started = units(cx, &systemd, &desired, r, inputs_changed, &stale, c).await?;
-        // Remembered only once every unit runs with these inputs.
-        if r.paused {
-            rec.started_with.clear();
-        } else if c
-            .get(st::UNITS_ACTIVE)
-            .is_none_or(|x| x.reason != "PortConflict" && x.reason != "Stopping")
-        {
-            rec.started_with = digests;
-        }
-        record::save(&cx.state_dir, &rec)?;
-    }
-    // Right after a (re)start the registry needs a moment before it answers:
-    // observe again shortly rather than report Progressing and come back
-    // seconds later.
-    let mut components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    while started && !c.is_true(st::HEALTHY) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        components = observe(&podman, &systemd, &desired, r, ca_file.as_deref(), c).await?;
-    }
     // Quay: the initial user, once, after Quay answers healthy.
     if r.engine == Engine::Quay && c.is_true(st::HEALTHY) {
         let client = https_client(r, ca_file.as_deref(), PROBE_TIMEOUT);
@@ -579,6 +421,262 @@ async fn converge(
         ca_file,
         components,
     })
+}
+
+/// A refused change: observe what runs and report, touching nothing.
+async fn refused(
+    podman: &Podman,
+    systemd: &Systemd,
+    desired: &Desired,
+    r: &Resolved,
+    ca_file: Option<PathBuf>,
+    c: &mut Conditions<'_>,
+) -> Result<Converged, Error> {
+    let components = observe(podman, systemd, desired, r, None, c).await?;
+    Ok(Converged {
+        ca_file,
+        components,
+    })
+}
+
+/// Ownership first: whatever this reconcile may create is recorded before it
+/// is made, so a crash in between still leaves a complete record.
+fn record_ownership(
+    cx: &Context,
+    r: &Resolved,
+    spec_file: &Path,
+    desired: &Desired,
+) -> Result<record::Record, Error> {
+    let mut rec = record::load(&cx.state_dir, &r.name)?.unwrap_or_default();
+    rec.name = r.name.clone();
+    rec.spec_file = spec_file.to_path_buf();
+    rec.root = r.root.clone();
+    rec.pod = desired.pod.clone();
+    rec.deletion_policy = r.deletion_policy;
+    rec.units
+        .extend(desired.all_units().map(|u| u.name.clone()));
+    rec.containers
+        .extend(desired.components.iter().map(|x| x.container.clone()));
+    if matches!(r.tls, Tls::Generated { .. }) {
+        rec.trust_dirs.insert(cx.certs_d.join(r.host_port()));
+    }
+    record::save(&cx.state_dir, &rec)?;
+    Ok(rec)
+}
+
+struct TlsStep {
+    /// The CA clients trust, when the controller made it.
+    ca_file: Option<PathBuf>,
+    /// The served pair changed: whatever serves it restarts.
+    changed: bool,
+}
+
+/// Generated: a CA and server certificate kept fresh. Provided: the pair
+/// checked, then copied under the root. `None` when the user's pair is
+/// refused (CertificateValid False), with nothing written.
+fn ensure_tls(r: &Resolved, c: &mut Conditions<'_>) -> Result<Option<TlsStep>, Error> {
+    let tls_dir = naming::root::tls_dir(&r.root);
+    let now = time::OffsetDateTime::now_utc();
+    match &r.tls {
+        Tls::Generated { extra_sans } => {
+            let (dns, ips) = tls::default_sans(&r.hostname, extra_sans);
+            let e = tls::ensure_generated(&tls_dir, &dns, &ips, now)?;
+            if let Some(why) = &e.reason {
+                tracing::info!(registry = %r.name, "{why}");
+            }
+            c.set(
+                st::CERTIFICATE_VALID,
+                Some(true),
+                "Generated",
+                format!(
+                    "generated certificate for {} valid until {}; renewed 30 days before",
+                    r.hostname,
+                    e.not_after.date()
+                ),
+            );
+            Ok(Some(TlsStep {
+                changed: e.cert_changed || e.ca_changed,
+                ca_file: Some(e.ca_file),
+            }))
+        }
+        Tls::Provided {
+            cert_file,
+            key_file,
+            skip_hostname_check,
+        } => {
+            match tls::check_user_pair(cert_file, key_file, &r.hostname, *skip_hostname_check, now)
+            {
+                Ok(info) => {
+                    let mut changed = files::write_if_changed(
+                        &tls_dir.join("tls.crt"),
+                        &read(cert_file)?,
+                        0o644,
+                    )?;
+                    changed |=
+                        files::write_if_changed(&tls_dir.join("tls.key"), &read(key_file)?, 0o600)?;
+                    c.set(
+                        st::CERTIFICATE_VALID,
+                        Some(true),
+                        "Provided",
+                        format!(
+                            "{} valid until {}",
+                            cert_file.display(),
+                            info.not_after.date()
+                        ),
+                    );
+                    Ok(Some(TlsStep {
+                        ca_file: None,
+                        changed,
+                    }))
+                }
+                Err(problems) => {
+                    c.set(
+                        st::CERTIFICATE_VALID,
+                        Some(false),
+                        "InvalidCertificate",
+                        problems.join(" "),
+                    );
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Other(format!("read {}: {e}", path.display())))
+}
+
+/// The init user's password (kept or generated) and, for distribution, the
+/// registry's htpasswd. Returns the credentials and whether htpasswd changed.
+fn ensure_credentials(r: &Resolved) -> Result<(credentials::Credentials, bool), Error> {
+    let (creds, _) = credentials::ensure_init_credentials(
+        &naming::root::secrets_dir(&r.root),
+        &r.init_username,
+        r.init_password_file.as_deref(),
+    )?;
+    let changed = r.engine == Engine::Distribution
+        && credentials::ensure_htpasswd(&naming::root::htpasswd_file(&r.root), &creds)?;
+    Ok((creds, changed))
+}
+
+/// Config files, and copies of files under the root (quay: the TLS pair into
+/// Quay's config directory). Returns whether any changed.
+fn write_files(desired: &Desired) -> Result<bool, Error> {
+    let mut changed = false;
+    for f in &desired.files {
+        changed |= files::write_if_changed(&f.path, f.content.as_bytes(), f.mode)?;
+    }
+    for copy in &desired.copies {
+        changed |= files::write_if_changed(&copy.to, &read(&copy.from)?, copy.mode)?;
+    }
+    Ok(changed)
+}
+
+/// Named volumes (labelled as owned) and host data directories; each is
+/// recorded before it is created.
+async fn ensure_storage(
+    cx: &Context,
+    podman: &Podman,
+    rec: &mut record::Record,
+    desired: &Desired,
+    r: &Resolved,
+) -> Result<(), Error> {
+    let labels = naming::owner_labels(&r.name);
+    for v in &desired.volumes {
+        if podman.volume(v).await?.is_none() {
+            rec.volumes.insert(v.clone());
+            record::save(&cx.state_dir, rec)?;
+            podman.create_volume(v, &labels).await?;
+            tracing::info!(registry = %r.name, volume = %v, "created volume");
+        }
+    }
+    for p in &desired.data_paths {
+        if !p.exists() {
+            rec.data_paths.insert(p.clone());
+            record::save(&cx.state_dir, rec)?;
+        }
+        files::ensure_dir(p, 0o700)?;
+    }
+    Ok(())
+}
+
+/// The host trusts the generated CA for `host:port`, so podman login and
+/// skopeo verify TLS; trust entries for an old host or port go.
+fn ensure_trust(
+    cx: &Context,
+    rec: &mut record::Record,
+    r: &Resolved,
+    ca_file: Option<&Path>,
+) -> Result<(), Error> {
+    let trust_dir = cx.certs_d.join(r.host_port());
+    if let Some(ca) = ca_file {
+        files::ensure_dir(&trust_dir, 0o755)?;
+        files::write_if_changed(&trust_dir.join("ca.crt"), &read(ca)?, 0o644)?;
+    }
+    let stale: Vec<PathBuf> = rec
+        .trust_dirs
+        .iter()
+        .filter(|d| !(ca_file.is_some() && **d == trust_dir))
+        .cloned()
+        .collect();
+    for d in stale {
+        remove_trust_dir(&d)?;
+        rec.trust_dirs.remove(&d);
+        record::save(&cx.state_dir, rec)?;
+    }
+    Ok(())
+}
+
+/// Units written, enabled and (re)started as needed; the inputs each unit
+/// was started with are remembered once they all run with them, so a restart
+/// a crash cut short is still done. Returns whether anything was started.
+async fn start_units(
+    cx: &Context,
+    systemd: &Systemd,
+    rec: &mut record::Record,
+    desired: &Desired,
+    r: &Resolved,
+    inputs_changed: bool,
+    c: &mut Conditions<'_>,
+) -> Result<bool, Error> {
+    let digests = input_digests(desired, r)?;
+    let stale: BTreeSet<String> = digests
+        .iter()
+        .filter(|(u, d)| rec.started_with.get(*u).is_some_and(|old| old != *d))
+        .map(|(u, _)| u.clone())
+        .collect();
+    let started = units(cx, systemd, desired, r, inputs_changed, &stale, c).await?;
+    if r.paused {
+        rec.started_with.clear();
+    } else if c
+        .get(st::UNITS_ACTIVE)
+        .is_none_or(|x| x.reason != "PortConflict" && x.reason != "Stopping")
+    {
+        rec.started_with = digests;
+    }
+    record::save(&cx.state_dir, rec)?;
+    Ok(started)
+}
+
+/// Observes; right after a (re)start, again shortly until the registry
+/// answers, rather than report Progressing and come back seconds later.
+async fn observe_settled(
+    podman: &Podman,
+    systemd: &Systemd,
+    desired: &Desired,
+    r: &Resolved,
+    ca_file: Option<&Path>,
+    started: bool,
+    c: &mut Conditions<'_>,
+) -> Result<Vec<Component>, Error> {
+    let mut components = observe(podman, systemd, desired, r, ca_file, c).await?;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while started && !c.is_true(st::HEALTHY) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        components = observe(podman, systemd, desired, r, ca_file, c).await?;
+    }
+    Ok(components)
 }
 
 /// Per unit, a digest of what it runs with: the pod unit its text, each
