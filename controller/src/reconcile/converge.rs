@@ -15,7 +15,7 @@ use super::{quay, record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE
 use crate::api::defaults::{self, Resolved, Tls};
 use crate::api::{load, Component, Engine, Phase, Status};
 use crate::host::podman::Podman;
-use crate::host::systemd::Systemd;
+use crate::host::systemd::{Systemd, UnitState};
 use crate::host::{credentials, files, tls};
 use crate::naming;
 use crate::render::{self, Desired};
@@ -349,8 +349,9 @@ async fn converge(
     let mut desired = render::render(r, &cx.render).map_err(Error::Other)?;
     let (podman, systemd) = cx.clients().await?;
     let mut rec = record_ownership(cx, r, spec_file, &desired)?;
+    let states = unit_states(&systemd, &desired).await?;
 
-    if !r.paused && port_conflict(cx, &systemd, &desired, r).await? {
+    if !r.paused && port_conflict(cx, &desired, r, &states[0])? {
         c.set(
             st::UNITS_ACTIVE,
             Some(false),
@@ -362,7 +363,7 @@ async fn converge(
         );
         let ca_file = matches!(r.tls, Tls::Generated { .. })
             .then(|| naming::root::tls_dir(&r.root).join("ca.crt"));
-        return refused(&podman, &systemd, &desired, r, ca_file, c).await;
+        return refused(&podman, &systemd, &desired, r, ca_file, states, c).await;
     }
 
     for (dir, mode) in &desired.dirs {
@@ -375,7 +376,7 @@ async fn converge(
     }
 
     let Some(tls) = ensure_tls(r, c)? else {
-        return refused(&podman, &systemd, &desired, r, None, c).await;
+        return refused(&podman, &systemd, &desired, r, None, states, c).await;
     };
     let mut inputs_changed = tls.changed;
     let ca_file = tls.ca_file;
@@ -396,10 +397,20 @@ async fn converge(
     ensure_storage(cx, &podman, &mut rec, &desired, r).await?;
     ensure_trust(cx, &mut rec, r, ca_file.as_deref())?;
 
-    let started = if images_ok {
-        start_units(cx, &systemd, &mut rec, &desired, r, inputs_changed, c).await?
+    let (started, states) = if images_ok {
+        start_units(
+            cx,
+            &systemd,
+            &mut rec,
+            &desired,
+            r,
+            inputs_changed,
+            states,
+            c,
+        )
+        .await?
     } else {
-        false
+        (false, Some(states))
     };
     let components = observe_settled(
         &podman,
@@ -408,6 +419,7 @@ async fn converge(
         r,
         ca_file.as_deref(),
         started,
+        states,
         c,
     )
     .await?;
@@ -430,9 +442,10 @@ async fn refused(
     desired: &Desired,
     r: &Resolved,
     ca_file: Option<PathBuf>,
+    states: Vec<UnitState>,
     c: &mut Conditions<'_>,
 ) -> Result<Converged, Error> {
-    let components = observe(podman, systemd, desired, r, None, c).await?;
+    let components = observe(podman, systemd, desired, r, None, Some(states), c).await?;
     Ok(Converged {
         ca_file,
         components,
@@ -631,6 +644,7 @@ fn ensure_trust(
 /// Units written, enabled and (re)started as needed; the inputs each unit
 /// was started with are remembered once they all run with them, so a restart
 /// a crash cut short is still done. Returns whether anything was started.
+#[allow(clippy::too_many_arguments)]
 async fn start_units(
     cx: &Context,
     systemd: &Systemd,
@@ -638,15 +652,17 @@ async fn start_units(
     desired: &Desired,
     r: &Resolved,
     inputs_changed: bool,
+    states: Vec<UnitState>,
     c: &mut Conditions<'_>,
-) -> Result<bool, Error> {
+) -> Result<(bool, Option<Vec<UnitState>>), Error> {
     let digests = input_digests(desired, r)?;
     let stale: BTreeSet<String> = digests
         .iter()
         .filter(|(u, d)| rec.started_with.get(*u).is_some_and(|old| old != *d))
         .map(|(u, _)| u.clone())
         .collect();
-    let started = units(cx, systemd, desired, r, inputs_changed, &stale, c).await?;
+    let (started, states) =
+        units(cx, systemd, desired, r, inputs_changed, &stale, states, c).await?;
     if r.paused {
         rec.started_with.clear();
     } else if c
@@ -656,11 +672,12 @@ async fn start_units(
         rec.started_with = digests;
     }
     record::save(&cx.state_dir, rec)?;
-    Ok(started)
+    Ok((started, states))
 }
 
 /// Observes; right after a (re)start, again shortly until the registry
 /// answers, rather than report Progressing and come back seconds later.
+#[allow(clippy::too_many_arguments)]
 async fn observe_settled(
     podman: &Podman,
     systemd: &Systemd,
@@ -668,13 +685,14 @@ async fn observe_settled(
     r: &Resolved,
     ca_file: Option<&Path>,
     started: bool,
+    known: Option<Vec<UnitState>>,
     c: &mut Conditions<'_>,
 ) -> Result<Vec<Component>, Error> {
-    let mut components = observe(podman, systemd, desired, r, ca_file, c).await?;
+    let mut components = observe(podman, systemd, desired, r, ca_file, known, c).await?;
     let deadline = tokio::time::Instant::now() + SETTLE;
     while started && !c.is_true(st::HEALTHY) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        components = observe(podman, systemd, desired, r, ca_file, c).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        components = observe(podman, systemd, desired, r, ca_file, None, c).await?;
     }
     Ok(components)
 }
@@ -781,20 +799,28 @@ fn port_taken(port: u16) -> bool {
     std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).is_err()
 }
 
+/// The pod unit's state, then each component unit's, in start order.
+async fn unit_states(systemd: &Systemd, desired: &Desired) -> Result<Vec<UnitState>, Error> {
+    let mut states = Vec::new();
+    for u in desired.all_units() {
+        states.push(systemd.unit(&u.name).await?);
+    }
+    Ok(states)
+}
+
 /// Whether the port this registry should publish is held by another
 /// program. Our own running pod holding it (its unit file publishes that
 /// port) is not a conflict.
-async fn port_conflict(
+fn port_conflict(
     cx: &Context,
-    systemd: &Systemd,
     desired: &Desired,
     r: &Resolved,
+    pod_state: &UnitState,
 ) -> Result<bool, Error> {
-    let pod = &desired.pod_unit.name;
     let publish = format!("--publish {}:", r.port);
-    let ours = files::read_optional(&cx.unit_dir.join(pod))?
-        .is_some_and(|b| String::from_utf8_lossy(&b).contains(&publish))
-        && systemd.unit(pod).await?.active_state == "active";
+    let ours = pod_state.active_state == "active"
+        && files::read_optional(&cx.unit_dir.join(&desired.pod_unit.name))?
+            .is_some_and(|b| String::from_utf8_lossy(&b).contains(&publish));
     Ok(!ours && port_taken(r.port))
 }
 
@@ -802,6 +828,7 @@ async fn port_conflict(
 /// restarts only what changed, is `stale` (runs with other inputs than it
 /// was last started with) or is not running. Returns whether it started or
 /// restarted anything.
+#[allow(clippy::too_many_arguments)]
 async fn units(
     cx: &Context,
     systemd: &Systemd,
@@ -809,45 +836,42 @@ async fn units(
     r: &Resolved,
     inputs_changed: bool,
     stale: &BTreeSet<String>,
+    mut states: Vec<UnitState>,
     c: &mut Conditions<'_>,
-) -> Result<bool, Error> {
+) -> Result<(bool, Option<Vec<UnitState>>), Error> {
     files::ensure_dir(&cx.unit_dir, 0o755)?;
     let pod = &desired.pod_unit.name;
+    let names: Vec<String> = desired.all_units().map(|u| u.name.clone()).collect();
     let mut changed = BTreeSet::new();
     for u in desired.all_units() {
         if files::write_if_changed(&cx.unit_dir.join(&u.name), u.content.as_bytes(), 0o644)? {
             changed.insert(u.name.clone());
         }
     }
-    if !changed.is_empty() {
-        systemd.reload().await?;
-        tracing::info!(registry = %r.name, units = ?changed, "unit files written; manager reloaded");
-    }
-    let names: Vec<String> = desired.all_units().map(|u| u.name.clone()).collect();
     if r.paused {
+        if !changed.is_empty() {
+            systemd.reload().await?;
+        }
         for n in names.iter().rev() {
             systemd.stop(n).await?;
             systemd.reset_failed(n).await?;
         }
         systemd.disable(&names).await?;
-        return Ok(false);
+        return Ok((false, None));
     }
-    let mut states = Vec::new();
-    for n in &names {
-        states.push(systemd.unit(n).await?);
-    }
-    // A run that died between writing a unit file and reloading left the
-    // manager on the old text; starting or restarting would use it.
-    if states.iter().any(|s| s.need_daemon_reload) {
-        systemd.reload().await?;
-        tracing::info!(registry = %r.name, "unit files differ from what the manager loaded; manager reloaded");
-        states.clear();
-        for n in &names {
-            states.push(systemd.unit(n).await?);
+    // One reload for new unit text: enabling reloads when it links anything,
+    // so reload separately only when it did not. A run that died between
+    // writing a unit file and reloading shows here too (NeedDaemonReload)
+    // and gets its reload.
+    let unenabled = states.iter().any(|s| s.unit_file_state != "enabled");
+    let stale_load = states.iter().any(|s| s.need_daemon_reload);
+    if !changed.is_empty() || unenabled || stale_load {
+        let linked = unenabled && systemd.enable(&names).await?;
+        if !linked && (!changed.is_empty() || stale_load) {
+            systemd.reload().await?;
         }
-    }
-    if states.iter().any(|s| s.unit_file_state != "enabled") {
-        systemd.enable(&names).await?;
+        tracing::info!(registry = %r.name, units = ?changed, "unit files written or enabled; manager reloaded");
+        states = unit_states(systemd, desired).await?;
     }
     // Someone (an admin, systemd) is stopping a unit: a start now would
     // replace their stop job and fail it. Look again once it has stopped.
@@ -862,7 +886,7 @@ async fn units(
             "Stopping",
             format!("{n} is stopping; it is started again once stopped"),
         );
-        return Ok(false);
+        return Ok((false, Some(states)));
     }
     let pod_active = states[0].active_state == "active";
     let pod_changed = changed.contains(pod) || stale.contains(pod);
@@ -877,16 +901,24 @@ async fn units(
     }
     let mut started = pod_started;
     for (u, s) in desired.units.iter().zip(states.iter().skip(1)) {
-        let active = s.active_state == "active";
-        if pod_started || !active {
-            systemd.start(&u.name).await?;
-            started = true;
-        } else if changed.contains(&u.name) || inputs_changed || stale.contains(&u.name) {
-            systemd.restart(&u.name).await?;
-            started = true;
+        let must_restart = changed.contains(&u.name) || inputs_changed || stale.contains(&u.name);
+        match s.active_state.as_str() {
+            // Running, or systemd is already bringing it back (Restart=always).
+            "active" | "activating" if !pod_started && !must_restart => {}
+            "active" | "activating" if !pod_started => {
+                systemd.restart(&u.name).await?;
+                started = true;
+            }
+            state => {
+                if state == "failed" {
+                    systemd.reset_failed(&u.name).await?;
+                }
+                systemd.start(&u.name).await?;
+                started = true;
+            }
         }
     }
-    Ok(started)
+    Ok((started, (!started).then_some(states)))
 }
 
 /// Reads unit, container and HTTPS state into conditions and components.
@@ -896,19 +928,24 @@ async fn observe(
     desired: &Desired,
     r: &Resolved,
     ca_file: Option<&Path>,
+    known: Option<Vec<UnitState>>,
     c: &mut Conditions<'_>,
 ) -> Result<Vec<Component>, Error> {
     let mut components = Vec::new();
     let mut down = Vec::new();
-    let pod_state = systemd.unit(&desired.pod_unit.name).await?;
+    // States read this reconcile before anything acted are still current.
+    let states = match known {
+        Some(s) => s,
+        None => unit_states(systemd, desired).await?,
+    };
+    let pod_state = &states[0];
     if pod_state.active_state != "active" {
         down.push(format!(
             "{} is {}",
             desired.pod_unit.name, pod_state.active_state
         ));
     }
-    for comp in &desired.components {
-        let unit = systemd.unit(&comp.unit).await?;
+    for (comp, unit) in desired.components.iter().zip(states.iter().skip(1)) {
         let container = podman.container(&comp.container).await?;
         let running = container.as_ref().is_some_and(|x| x.running);
         if unit.active_state != "active" {

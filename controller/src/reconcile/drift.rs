@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use notify::Watcher;
@@ -14,13 +15,32 @@ use super::queue::Queue;
 use super::{record, Context};
 
 /// The registry whose ownership record matches, if any.
+/// Ownership records, re-read at most once a second: host events arrive
+/// for every unit and container on the host, most of them not ours, and
+/// each would otherwise read every record. The records stay the truth; this
+/// only decides which name to look at.
 fn owner(cx: &Context, matches: impl Fn(&record::Record) -> bool) -> Option<String> {
-    record::names(&cx.state_dir)
-        .into_iter()
-        .filter_map(|n| record::load(&cx.state_dir, &n).ok().flatten())
+    static CACHE: Mutex<Option<(Instant, Vec<record::Record>)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().ok()?;
+    let fresh = cache
+        .as_ref()
+        .is_some_and(|(at, _)| at.elapsed() < RECORDS_TTL);
+    if !fresh {
+        let records = record::names(&cx.state_dir)
+            .into_iter()
+            .filter_map(|n| record::load(&cx.state_dir, &n).ok().flatten())
+            .collect();
+        *cache = Some((Instant::now(), records));
+    }
+    cache
+        .as_ref()?
+        .1
+        .iter()
         .find(|r| matches(r))
-        .map(|r| r.name)
+        .map(|r| r.name.clone())
 }
+
+const RECORDS_TTL: Duration = Duration::from_secs(1);
 
 fn owner_of_container(cx: &Context, container: &str) -> Option<String> {
     owner(cx, |r| r.containers.contains(container))
@@ -71,7 +91,7 @@ async fn podman_events(cx: Arc<Context>, q: Queue) {
             while let Some(container) = s.next().await {
                 if let Some(name) = owner_of_container(&cx, &container) {
                     tracing::debug!(registry = %name, container = %container, "container changed");
-                    q.add(&name);
+                    q.nudge(&name);
                 }
             }
             tracing::debug!("podman event stream ended; reconnecting");
@@ -94,7 +114,7 @@ async fn systemd_events(cx: Arc<Context>, q: Queue) {
                     while let Some(unit) = s.next().await {
                         if let Some(name) = owner_of_unit(&cx, &unit) {
                             tracing::debug!(registry = %name, unit = %unit, "unit changed");
-                            q.add(&name);
+                            q.nudge(&name);
                         }
                     }
                     tracing::debug!("systemd signal stream ended; reconnecting");
@@ -138,7 +158,7 @@ async fn file_events(cx: Arc<Context>, q: Queue) {
     while let Some(p) = rx.recv().await {
         if let Some(name) = owner_of_path(&cx, &p) {
             tracing::debug!(registry = %name, path = %p.display(), "owned file changed");
-            q.add(&name);
+            q.nudge(&name);
         }
     }
     drop(watcher);

@@ -105,12 +105,11 @@ impl Context {
     /// manager that was down is picked up as soon as it answers.
     pub async fn clients(&self) -> Result<(Podman, Systemd), Error> {
         let mut guard = self.clients.lock().await;
+        // No ping per reconcile: a failed call resets the clients
+        // (`reset_clients`) and the next reconcile connects again.
         if let Some((p, s)) = guard.as_ref() {
-            if p.ping().await.is_ok() {
-                return Ok((p.clone(), s.clone()));
-            }
+            return Ok((p.clone(), s.clone()));
         }
-        *guard = None;
         let podman = Podman::connect(&self.podman_socket).await?;
         let systemd = Systemd::connect(self.scope).await?;
         *guard = Some((podman.clone(), systemd.clone()));

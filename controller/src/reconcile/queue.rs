@@ -30,6 +30,8 @@ struct Entry {
     running: bool,
     pending: bool,
     backoff: Option<ExponentialBackoff>,
+    /// When a failed name is due again; host events before then wait.
+    retry_at: Option<std::time::Instant>,
 }
 
 /// A deduplicating per-name queue.
@@ -89,6 +91,20 @@ impl Queue {
         }
     }
 
+    /// Like `add`, for host events (a container died, a unit changed): a
+    /// name backing off after failures waits for its retry instead, so a
+    /// flapping host cannot drive a failing reconcile in a tight loop.
+    pub fn nudge(&self, name: &str) {
+        let waiting = self.entries.lock().is_ok_and(|m| {
+            m.get(name)
+                .and_then(|e| e.retry_at)
+                .is_some_and(|at| at > std::time::Instant::now())
+        });
+        if !waiting {
+            self.add(name);
+        }
+    }
+
     /// Asks for `name` after `delay`.
     pub fn add_after(&self, name: &str, delay: Duration) {
         let q = self.clone();
@@ -118,16 +134,20 @@ impl Queue {
                 let retry = match next {
                     Next::Done => {
                         e.backoff = None;
+                        e.retry_at = None;
                         None
                     }
                     Next::After(d) => {
                         e.backoff = None;
+                        e.retry_at = None;
                         Some(d)
                     }
                     Next::Backoff => {
                         let max = self.max_backoff;
                         let b = e.backoff.get_or_insert_with(|| new_backoff(max));
-                        Some(b.next_backoff().unwrap_or(max))
+                        let d = b.next_backoff().unwrap_or(max);
+                        e.retry_at = Some(std::time::Instant::now() + d);
+                        Some(d)
                     }
                 };
                 if e.pending {

@@ -17,6 +17,8 @@ use super::write::TEMP_MARKER;
 /// However busy the directory, a tick is sent at most this long after the
 /// first change.
 const MAX_DELAY: Duration = Duration::from_secs(2);
+/// Quiet that ends the burst of events one save makes.
+const LEADING: Duration = Duration::from_millis(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,9 +74,9 @@ impl std::fmt::Debug for DirWatcher {
 
 /// Watches `dir` itself (not its subdirectories): creating, removing,
 /// renaming or modifying any entry, including the `..data` symlink swap of a
-/// Kubernetes ConfigMap volume, produces a tick. After the first event it
-/// waits for `debounce` of quiet (at most [`MAX_DELAY`] in all) and then
-/// sends one `()`. A tick already waiting in the channel covers later
+/// Kubernetes ConfigMap volume, produces a tick: one as soon as a save's
+/// events have landed, and one more after `debounce` of quiet (at most
+/// [`MAX_DELAY`]) if further events came meanwhile. A tick already waiting in the channel covers later
 /// changes too, so the channel never backs up. Events for the controller's
 /// own temp files and mere reads are ignored.
 ///
@@ -136,22 +138,42 @@ fn check_dir(dir: &Path) -> Result<()> {
 /// Ends when the watcher is dropped (its callback holds the raw sender) or
 /// nobody listens for ticks any more.
 fn debounce_loop(raw: &std_mpsc::Receiver<()>, out: &mpsc::Sender<()>, quiet: Duration) {
-    while raw.recv().is_ok() {
+    let send = || match out.try_send(()) {
+        Ok(()) | Err(mpsc::error::TrySendError::Full(())) => true,
+        Err(mpsc::error::TrySendError::Closed(())) => false,
+    };
+    // Collects events until `quiet` passes without one (at most MAX_DELAY);
+    // None when the watcher is gone. Returns whether any arrived.
+    let settle = |quiet: Duration| -> Option<bool> {
         let deadline = Instant::now() + MAX_DELAY;
+        let mut any = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break;
+                return Some(any);
             }
             match raw.recv_timeout(quiet.min(left)) {
-                Ok(()) => {}
-                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                Ok(()) => any = true,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => return Some(any),
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return None,
             }
         }
-        match out.try_send(()) {
-            Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
-            Err(mpsc::error::TrySendError::Closed(())) => return,
+    };
+    while raw.recv().is_ok() {
+        // Leading edge: tick as soon as the events of one save (write,
+        // rename) have landed, then one trailing tick if more keep coming.
+        let Some(_) = settle(LEADING) else { return };
+        if !send() {
+            return;
+        }
+        match settle(quiet) {
+            None => return,
+            Some(true) => {
+                if !send() {
+                    return;
+                }
+            }
+            Some(false) => {}
         }
     }
 }
