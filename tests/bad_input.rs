@@ -40,13 +40,6 @@ fn status_of(lab: &Lab, name: &str) -> Option<Status> {
     serde_yaml::from_str(&text).ok()
 }
 
-fn started_at(container: &str) -> String {
-    sh_ok(
-        "podman",
-        &["inspect", "--format", "{{.State.StartedAt}}", container],
-    )
-}
-
 fn replace_with(path: &Path, act: &Act) {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_dir(path);

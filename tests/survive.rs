@@ -52,32 +52,6 @@ fn spec_hash(path: &Path, text: &str) -> String {
     .hash()
 }
 
-fn serving(port: u16) -> bool {
-    let out = sh(
-        "curl",
-        &[
-            "-sk",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "3",
-            &format!("https://127.0.0.1:{port}/v2/"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout) == "401"
-}
-
-fn started_at(container: &str) -> String {
-    sh_ok(
-        "podman",
-        &["inspect", "--format", "{{.State.StartedAt}}", container],
-    )
-    .trim()
-    .to_string()
-}
-
 fn lines(out: &str) -> Vec<String> {
     out.lines()
         .map(str::trim)

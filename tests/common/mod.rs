@@ -385,3 +385,13 @@ pub fn serving(port: u16) -> bool {
     );
     String::from_utf8_lossy(&out.stdout) == "401"
 }
+
+/// When a container last started: unchanged means it was not restarted.
+pub fn started_at(container: &str) -> String {
+    sh_ok(
+        "podman",
+        &["inspect", "--format", "{{.State.StartedAt}}", container],
+    )
+    .trim()
+    .to_string()
+}
