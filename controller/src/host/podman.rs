@@ -238,12 +238,7 @@ impl Podman {
         match response.status {
             204 => Ok(true),
             404 => Ok(false),
-            status => Err(Error::LibpodStatus {
-                op: OP,
-                target: image.to_string(),
-                status,
-                message: response.error_message(),
-            }),
+            _ => Err(unexpected(OP, image, &response)),
         }
     }
 
@@ -403,17 +398,8 @@ impl Podman {
             500 if response.error_message().contains("does not exist") => Ok(None),
             _ if response.is_success() => serde_json::from_slice::<LibpodContainer>(&response.body)
                 .map(|c| Some(c.into_info()))
-                .map_err(|source| Error::Decode {
-                    op: OP,
-                    target: name.to_string(),
-                    source,
-                }),
-            status => Err(Error::LibpodStatus {
-                op: OP,
-                target: name.to_string(),
-                status,
-                message: response.error_message(),
-            }),
+                .map_err(|source| decode_error(OP, name, source)),
+            _ => Err(unexpected(OP, name, &response)),
         }
     }
 
@@ -473,21 +459,10 @@ impl Podman {
         let response = self.libpod(OP, name, "GET", &path).await?;
         match response.status {
             404 => Ok(None),
-            _ if response.is_success() => {
-                serde_json::from_slice(&response.body)
-                    .map(Some)
-                    .map_err(|source| Error::Decode {
-                        op: OP,
-                        target: name.to_string(),
-                        source,
-                    })
-            }
-            status => Err(Error::LibpodStatus {
-                op: OP,
-                target: name.to_string(),
-                status,
-                message: response.error_message(),
-            }),
+            _ if response.is_success() => serde_json::from_slice(&response.body)
+                .map(Some)
+                .map_err(|source| decode_error(OP, name, source)),
+            _ => Err(unexpected(OP, name, &response)),
         }
     }
 
@@ -500,12 +475,7 @@ impl Podman {
         match response.status {
             404 => Ok(()),
             _ if response.is_success() => Ok(()),
-            status => Err(Error::LibpodStatus {
-                op: OP,
-                target: name.to_string(),
-                status,
-                message: response.error_message(),
-            }),
+            _ => Err(unexpected(OP, name, &response)),
         }
     }
 
@@ -524,6 +494,24 @@ impl Podman {
                 target: target.to_string(),
                 source,
             })
+    }
+}
+
+/// An answer libpod should not have given, with its status and message.
+fn unexpected(op: &'static str, target: &str, response: &libpod::Response) -> Error {
+    Error::LibpodStatus {
+        op,
+        target: target.to_string(),
+        status: response.status,
+        message: response.error_message(),
+    }
+}
+
+fn decode_error(op: &'static str, target: &str, source: serde_json::Error) -> Error {
+    Error::Decode {
+        op,
+        target: target.to_string(),
+        source,
     }
 }
 
