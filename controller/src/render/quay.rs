@@ -75,12 +75,15 @@ fn values(secrets: Option<&QuaySecrets>) -> Values<'_> {
 /// Quay's config.yaml: the original installer's, key for key, on SQLite and
 /// local storage. One difference: SUPER_USERS names the initial user (the
 /// original names `admin`, a user it never creates and anyone could sign up
-/// as).
+/// as). And Redis is addressed as 127.0.0.1, not `localhost`: podman 4.3
+/// can rewrite a pod's shared /etc/hosts without its localhost line when a
+/// member container is replaced, and a name that stops resolving would
+/// make Quay lose Redis.
 pub fn config(r: &Resolved, secrets: Option<&QuaySecrets>) -> String {
     let v = values(secrets);
     let redis = |indent: &str| {
         format!(
-            "{indent}host: localhost\n{indent}password: {}\n{indent}port: {REDIS_PORT}",
+            "{indent}host: 127.0.0.1\n{indent}password: {}\n{indent}port: {REDIS_PORT}",
             yaml_str(v.redis_password)
         )
     };
@@ -161,7 +164,7 @@ CREATE_NAMESPACE_ON_PUSH: true
 
 /// Redis's configuration: the password, and nothing kept on disk (Quay uses
 /// it for build logs and user events only). It listens on the pod's
-/// loopback, where Quay reaches it as localhost; nothing outside the pod
+/// loopback, where Quay reaches it at 127.0.0.1; nothing outside the pod
 /// can.
 pub fn redis_conf(secrets: Option<&QuaySecrets>) -> String {
     let v = values(secrets);

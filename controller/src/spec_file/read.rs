@@ -93,6 +93,16 @@ mod tests {
         let e = read_spec(&ok, &watch, true).unwrap_err();
         if std::fs::metadata(&ok).unwrap().uid() == 0 {
             assert!(e.contains("writable by group or others"), "{e}");
+            // Owned by someone else (only root can give a file away).
+            std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(read_spec(&ok, &watch, true).is_ok());
+            std::os::unix::fs::chown(&ok, Some(4321), None).unwrap();
+            let e = read_spec(&ok, &watch, true).unwrap_err();
+            assert!(e.contains("owned by uid 4321, not root"), "{e}");
+            assert!(
+                read_spec(&ok, &watch, false).is_ok(),
+                "user scope does not ask"
+            );
         }
 
         let dir = watch.join("d.yaml");
