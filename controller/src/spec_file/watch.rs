@@ -13,6 +13,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::write::TEMP_MARKER;
+use crate::host::files::{self, io};
 
 /// However busy the directory, a tick is sent at most this long after the
 /// first change.
@@ -32,24 +33,11 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Files(#[from] files::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Keeps the directory watch alive; dropping it stops the watch, and the
 /// tick channel then closes.
@@ -131,7 +119,7 @@ fn check_dir(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Missing {
             path: dir.to_path_buf(),
         }),
-        Err(e) => Err(io("stat", dir)(e)),
+        Err(e) => Err(io("stat", dir)(e).into()),
     }
 }
 

@@ -8,6 +8,8 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::host::files::{self, io};
+
 /// Marks the controller's own temp files, so the directory watcher and the
 /// spec scanner pass over them.
 pub const TEMP_MARKER: &str = crate::host::files::TEMP_MARKER;
@@ -21,24 +23,11 @@ pub enum Error {
     Symlink { path: PathBuf },
     #[error("{path} is not a regular file")]
     NotRegular { path: PathBuf },
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Files(#[from] files::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -73,7 +62,7 @@ fn replace_with(
     let Some(meta) = check_file(path)? else {
         return Ok(Outcome::Missing);
     };
-    match read(path)? {
+    match files::read_optional(path)? {
         None => return Ok(Outcome::Missing),
         Some(current) if current != read_text => return Ok(Outcome::Conflict),
         Some(_) => {}
@@ -114,12 +103,12 @@ fn replace_with(
     if check_file(path)?.is_none() {
         return Ok(Outcome::Missing);
     }
-    match read(path)? {
+    match files::read_optional(path)? {
         None => return Ok(Outcome::Missing),
         Some(current) if current != read_text => return Ok(Outcome::Conflict),
         Some(_) => {}
     }
-    tmp.persist(path).map_err(|e| Error::Io {
+    tmp.persist(path).map_err(|e| files::Error::Io {
         op: "rename into place",
         path: path.to_path_buf(),
         source: e.error,
@@ -137,7 +126,7 @@ fn check_file(path: &Path) -> Result<Option<fs::Metadata>> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("stat", path)(e)),
+        Err(e) => return Err(io("stat", path)(e).into()),
     };
     if meta.file_type().is_symlink() {
         return Err(Error::Symlink {
@@ -150,14 +139,6 @@ fn check_file(path: &Path) -> Result<Option<fs::Metadata>> {
         });
     }
     Ok(Some(meta))
-}
-
-fn read(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io("read", path)(e)),
-    }
 }
 
 #[cfg(test)]
