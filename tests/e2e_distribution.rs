@@ -56,20 +56,7 @@ fn spec_file_to_registry_and_back() {
         st.endpoint.as_deref(),
         Some(format!("https://localhost:{port}").as_str())
     );
-    for c in [
-        "Ready",
-        "SpecValid",
-        "CertificateValid",
-        "ImagesPresent",
-        "UnitsActive",
-        "Healthy",
-    ] {
-        assert_eq!(
-            condition(&st, c).map(|c| c.status.as_str()),
-            Some("True"),
-            "{c}"
-        );
-    }
+    assert_all_conditions_true(&st);
     let ca = st.ca_file.clone().unwrap();
     assert_eq!(ca, root.join("tls/ca.crt"));
     assert_eq!(

@@ -151,21 +151,7 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
     );
     let st = file_status(&path).unwrap();
     assert_eq!(st.phase, Phase::Ready);
-    for c in [
-        "Ready",
-        "SpecValid",
-        "CertificateValid",
-        "ImagesPresent",
-        "UnitsActive",
-        "Healthy",
-    ] {
-        assert_eq!(
-            condition(&st, c).map(|c| c.status.as_str()),
-            Some("True"),
-            "{c}: {:?}",
-            condition(&st, c)
-        );
-    }
+    assert_all_conditions_true(&st);
     let healthy = &condition(&st, "Healthy").unwrap().message;
     assert!(
         healthy.contains("/health/instance") && healthy.contains("every service healthy"),

@@ -707,6 +707,31 @@ fn podman_api_answers() -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "OK"
 }
 
+/// During an outage the controller keeps trying, backing off (0.5 s, 1 s,
+/// 2 s, 4 s, ...), for 10 s in all (long enough for the backoff to grow past
+/// a reconnect), while the registry keeps serving and reads Degraded.
+fn ride_out(
+    lab: &Lab,
+    path: &Path,
+    port: u16,
+    failures_before: usize,
+    down: Instant,
+    without: &str,
+) {
+    wait_for(READY, "retries with backoff", || {
+        (lab.logs().matches("reconcile failed; backing off").count() >= failures_before + 4)
+            .then_some(())
+    });
+    while down.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        serving(port),
+        "the registry keeps serving without {without}"
+    );
+    assert_eq!(file_status(path).map(|s| s.phase), Some(Phase::Degraded));
+}
+
 fn touch_comment(lab: &Lab, name: &str, note: &str) {
     let path = lab.spec_path(name);
     let mut text = std::fs::read_to_string(&path).unwrap();
@@ -744,22 +769,7 @@ fn podman_socket_outage() {
         file_status(&path).filter(|s| s.conditions.iter().any(|c| c.message.contains(&socket)))
     });
     assert_ne!(st.phase, Phase::Ready, "{st:?}");
-    // It keeps trying, backing off (0.5 s, 1 s, 2 s, 4 s, ...).
-    wait_for(READY, "retries with backoff", || {
-        (lab.logs().matches("reconcile failed; backing off").count() >= failures_before + 4)
-            .then_some(())
-    });
-    // Long enough for the backoff to have grown past the time a reconnect
-    // takes.
-    while down.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        serving(port),
-        "the registry keeps serving without podman's API"
-    );
-    // It served and still does: Degraded for as long as it lasts.
-    assert_eq!(file_status(&path).map(|s| s.phase), Some(Phase::Degraded));
+    ride_out(&lab, &path, port, failures_before, down, "podman's API");
     let outage = down.elapsed();
 
     sh_ok("systemctl", &["--user", "start", "podman.socket"]);
@@ -959,18 +969,14 @@ fn systemd_bus_connection_lost() {
         })
     });
     assert_ne!(st.phase, Phase::Ready, "{st:?}");
-    wait_for(READY, "retries with backoff", || {
-        (lab.logs().matches("reconcile failed; backing off").count() >= failures_before + 4)
-            .then_some(())
-    });
-    while down.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        serving(port),
-        "the registry keeps serving without the controller's bus"
+    ride_out(
+        &lab,
+        &path,
+        port,
+        failures_before,
+        down,
+        "the controller's bus",
     );
-    assert_eq!(file_status(&path).map(|s| s.phase), Some(Phase::Degraded));
     let outage = down.elapsed();
     let message = st
         .conditions

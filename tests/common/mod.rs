@@ -395,3 +395,22 @@ pub fn started_at(container: &str) -> String {
     .trim()
     .to_string()
 }
+
+/// Every condition a Ready registry reports is True.
+pub fn assert_all_conditions_true(st: &Status) {
+    for c in [
+        "Ready",
+        "SpecValid",
+        "CertificateValid",
+        "ImagesPresent",
+        "UnitsActive",
+        "Healthy",
+    ] {
+        assert_eq!(
+            condition(st, c).map(|c| c.status.as_str()),
+            Some("True"),
+            "{c}: {:?}",
+            condition(st, c)
+        );
+    }
+}
