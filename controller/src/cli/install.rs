@@ -27,10 +27,6 @@ use crate::naming;
 use crate::reconcile::record;
 use crate::settings::Scope;
 
-/// The file, under the registry's secrets directory, that keeps a password
-/// given with --initPassword (never on a command line of anything spawned).
-pub const PASSWORD_FILE: &str = "init-password";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineArg {
     /// Quay + Redis + SQLite, the original's layout.
@@ -498,7 +494,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
         .map(absolute)
         .unwrap_or_else(|| naming::default_root(&name));
     let password_file = match (&password, &a.init_password_file) {
-        (Some(_), _) => Some(naming::root::secrets_dir(&root).join(PASSWORD_FILE)),
+        (Some(_), _) => Some(naming::root::init_password_file(&root)),
         (None, Some(f)) => {
             let f = absolute(f);
             credentials::read_password_file(&f)

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::queue::Next;
 use super::status::{self as st, Conditions, Written};
-use super::{quay, record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE};
+use super::{
+    admission, claims, quay, record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE,
+};
 use crate::api::defaults::{self, Resolved, Tls};
 use crate::api::{load, Component, Engine, Phase, Status};
 use crate::host::podman::Podman;
@@ -237,6 +239,15 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         Ok(out) => {
             status.ca_file = out.ca_file;
             status.components = out.components;
+            // Refused: the files this spec would use may be another
+            // registry's; status keeps pointing where it did before.
+            if c.get(st::UNITS_ACTIVE)
+                .is_some_and(|x| x.reason == admission::REASON)
+            {
+                status.endpoint = prev.as_ref().and_then(|p| p.endpoint.clone());
+                status.credentials_file = prev.as_ref().and_then(|p| p.credentials_file.clone());
+                status.ca_file = prev.as_ref().and_then(|p| p.ca_file.clone());
+            }
         }
         Err(e) => {
             failed = true;
@@ -286,14 +297,24 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     if written == Written::Conflict {
         return Next::After(Duration::ZERO);
     }
+    let refused = c_reason_is(&status, admission::REASON);
     match phase {
         _ if failed => Next::Backoff,
+        // Looked at again by itself: the other registry or object may go.
+        _ if refused => Next::After(CONFLICT_RECHECK),
         Phase::Ready | Phase::Paused | Phase::Failed => Next::Done,
         _ => Next::After(PROGRESS_REQUEUE),
     }
 }
 
 const REBASE_TRIES: usize = 3;
+
+/// How often a registry refused for a conflict looks again.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(5);
+
+fn c_reason_is(status: &Status, reason: &str) -> bool {
+    status.conditions.iter().any(|c| c.reason == reason)
+}
 
 /// The spec file read again, with its status, when it still asks for the
 /// same registry as `resolved`; `None` when it changed in substance (or
@@ -319,11 +340,17 @@ fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
             "spec.paused is true: units stopped, data kept".into(),
         ),
         _ => {
-            let bad = ORDER
-                .iter()
-                .skip(1)
-                .filter_map(|t| c.get(t))
-                .find(|x| x.status != "True");
+            // A refusal explains more than the steps it left unchecked.
+            let not_true = || {
+                ORDER
+                    .iter()
+                    .skip(1)
+                    .filter_map(|t| c.get(t))
+                    .filter(|x| x.status != "True")
+            };
+            let bad = not_true()
+                .find(|x| x.reason == admission::REASON)
+                .or_else(|| not_true().next());
             match bad {
                 Some(b) => (b.reason.clone(), format!("{}: {}", b.type_, b.message)),
                 None => ("Progressing".into(), "converging".into()),
@@ -348,7 +375,31 @@ async fn converge(
 ) -> Result<Converged, Error> {
     let mut desired = render::render(r, &cx.render).map_err(Error::Other)?;
     let (podman, systemd) = cx.clients().await?;
-    let mut rec = record_ownership(cx, r, spec_file, &desired)?;
+    let existing = record::load(&cx.state_dir, &r.name)?;
+    let others = admission::others(cx, &r.name)?;
+    let refusal = match admission::claim_conflict(r, existing.as_ref(), &others) {
+        Some(msg) => Some(msg),
+        None => {
+            let foreign =
+                admission::foreign_objects(cx, &podman, r, &desired, existing.as_ref()).await?;
+            (!foreign.is_empty()).then(|| admission::foreign_message(&foreign))
+        }
+    };
+    if let Some(msg) = refusal {
+        tracing::warn!(registry = %r.name, "{msg}");
+        c.set(st::UNITS_ACTIVE, Some(false), admission::REASON, msg);
+        // A registry already running stays as it is and is observed; a new
+        // one has nothing to observe (what carries its names is not its).
+        if existing.is_none() {
+            return Ok(Converged {
+                ca_file: None,
+                components: Vec::new(),
+            });
+        }
+        let states = unit_states(&systemd, &desired).await?;
+        return refused(&podman, &systemd, &desired, r, None, states, c).await;
+    }
+    let mut rec = record_ownership(cx, r, spec_file, &desired, existing)?;
     let states = unit_states(&systemd, &desired).await?;
 
     if !r.paused && port_conflict(cx, &desired, r, &states[0])? {
@@ -366,6 +417,19 @@ async fn converge(
         return refused(&podman, &systemd, &desired, r, ca_file, states, c).await;
     }
 
+    // Directories are recorded as created before they are made: only
+    // those are ever removed (deletionPolicy Delete), a root that existed
+    // (or is a symlink) never is.
+    let missing: Vec<PathBuf> = desired
+        .dirs
+        .iter()
+        .map(|(d, _)| d.clone())
+        .filter(|d| d.symlink_metadata().is_err() && !rec.created_dirs.contains(d))
+        .collect();
+    if !missing.is_empty() {
+        rec.created_dirs.extend(missing);
+        record::save(&cx.state_dir, &rec)?;
+    }
     for (dir, mode) in &desired.dirs {
         files::ensure_dir(dir, *mode)?;
     }
@@ -459,8 +523,14 @@ fn record_ownership(
     r: &Resolved,
     spec_file: &Path,
     desired: &Desired,
+    existing: Option<record::Record>,
 ) -> Result<record::Record, Error> {
-    let mut rec = record::load(&cx.state_dir, &r.name)?.unwrap_or_default();
+    let mut rec = existing.unwrap_or_default();
+    rec.claims = Some(claims::of(r));
+    rec.files
+        .extend(desired.files.iter().map(|f| f.path.clone()));
+    rec.files
+        .extend(desired.copies.iter().map(|f| f.to.clone()));
     rec.name = r.name.clone();
     rec.spec_file = spec_file.to_path_buf();
     rec.root = r.root.clone();
@@ -605,7 +675,8 @@ async fn ensure_storage(
         }
     }
     for p in &desired.data_paths {
-        if !p.exists() {
+        // A dangling symlink is not ours to create, or to remove later.
+        if p.symlink_metadata().is_err() {
             rec.data_paths.insert(p.clone());
             record::save(&cx.state_dir, rec)?;
         }

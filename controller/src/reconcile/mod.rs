@@ -2,12 +2,15 @@
 //! resync timer, and the reconcile function that converges one registry to
 //! its spec file.
 
+pub mod admission;
+pub mod claims;
 pub mod converge;
 pub mod drift;
 pub mod index;
 pub mod quay;
 pub mod queue;
 pub mod record;
+pub mod removal;
 pub mod run;
 pub mod status;
 pub mod teardown;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::claims::{Claim, Claims, Held};
 use crate::api::{DeletionPolicy, Status};
 use crate::host::files;
 
@@ -45,6 +46,60 @@ pub struct Record {
     /// a run that died before it could restart anything.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub started_with: BTreeMap<String, String>,
+    /// Directories the controller created: the root (when it did not exist)
+    /// and the layout under it. With deletionPolicy Delete only these are
+    /// removed, and only once empty. A record from before this field lists
+    /// none, so its root reads as one that already existed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub created_dirs: BTreeSet<PathBuf>,
+    /// Files under the root the controller (or `mrctl install`) writes.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub files: BTreeSet<PathBuf>,
+    /// What the registry uses, created or not, so no other registry shares
+    /// it (see `claims`). Older records derive it from what they list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Claims>,
+}
+
+impl Record {
+    /// What this record holds: its claims, or for a record written before
+    /// claims were kept, its root, created volumes and data paths and the
+    /// port of its trust entries.
+    pub fn held(&self) -> Claims {
+        if let Some(c) = &self.claims {
+            return c.clone();
+        }
+        let mut out = Claims::new();
+        if !self.root.as_os_str().is_empty() {
+            out.insert(Claim {
+                field: "spec.root".into(),
+                what: Held::Path(self.root.clone()),
+            });
+        }
+        out.extend(self.volumes.iter().map(|v| Claim {
+            field: "spec.storage.volume".into(),
+            what: Held::Volume(v.clone()),
+        }));
+        out.extend(self.data_paths.iter().map(|p| Claim {
+            field: "spec.storage.path".into(),
+            what: Held::Path(p.clone()),
+        }));
+        let ports = self.trust_dirs.iter().filter_map(|d| {
+            let name = d.file_name()?.to_str()?;
+            name.rsplit_once(':')?.1.parse::<u16>().ok()
+        });
+        out.extend(ports.map(|p| Claim {
+            field: "spec.port".into(),
+            what: Held::Port(p),
+        }));
+        out
+    }
+
+    /// Whether the root was created by the controller (never when the
+    /// record cannot tell).
+    pub fn root_created(&self) -> bool {
+        self.created_dirs.contains(&self.root)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

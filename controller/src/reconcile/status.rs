@@ -118,6 +118,12 @@ pub fn phase_of(c: &Conditions<'_>, paused: bool, was_ready: bool) -> Phase {
     if !c.is_true(SPEC_VALID) {
         return Phase::Failed;
     }
+    // Refused for a conflict: nothing happens until the user acts.
+    if c.get(UNITS_ACTIVE)
+        .is_some_and(|x| x.reason == super::admission::REASON)
+    {
+        return Phase::Failed;
+    }
     if paused {
         return Phase::Paused;
     }

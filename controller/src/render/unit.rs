@@ -65,7 +65,6 @@ pub fn pod_unit(
         create.push(format!("--infra-image {}", quote(image)));
     }
     create.push(format!("--publish {host_port}:{container_port}"));
-    create.push("--replace".into());
     let content = format!(
         "{HEADER}[Unit]
 Description=Podman pod {pod} of MirrorRegistry {name}
@@ -78,6 +77,9 @@ Environment=PODMAN_SYSTEMD_UNIT=%n
 Restart=on-failure
 TimeoutStopSec=70
 ExecStartPre=/bin/rm -f {pid} {podid}
+# A pod of ours left behind (a crash, a reboot) is removed; one of the same
+# name that is not ours makes the create below fail, and stays.
+ExecStartPre=/bin/sh -c '{podman} pod ps -q {ours} | xargs -r {podman} pod rm -f'
 {create}
 ExecStart={podman} pod start --pod-id-file {podid}
 ExecStop={podman} pod stop --ignore --pod-id-file {podid} -t 10
@@ -91,12 +93,24 @@ WantedBy={wanted_by}
         pid = pid_file(&pod),
         podid = pod_id_file(&pod),
         create = exec(&create),
+        ours = ours_filter(&pod, name),
         wanted_by = cx.wanted_by,
     );
     Unit {
         name: naming::pod_unit(name),
         content,
     }
+}
+
+/// podman filters selecting the object named `object` only when it carries
+/// registry `name`'s owner label (podman ANDs filters of different keys).
+/// Names are DNS labels with a suffix: nothing in them is special to a
+/// regular expression, the shell or systemd; `$$` is systemd's `$`.
+fn ours_filter(object: &str, name: &str) -> String {
+    format!(
+        "--filter name=^{object}$$ --filter label={}={name}",
+        naming::OWNER_LABEL
+    )
 }
 
 /// A bind mount or volume for `podman run -v`.
@@ -129,7 +143,6 @@ pub fn container_unit(c: &ContainerUnit<'_>, cx: &Context) -> Unit {
         format!("ExecStart={podman} run"),
         format!("--name {}", quote(&container)),
         format!("--pod-id-file {}", pod_id_file(&pod)),
-        "--replace".into(),
         "--rm".into(),
         // The controller makes sure the image is present; a unit must never
         // reach out to a registry on an air-gapped host.
@@ -172,9 +185,13 @@ RestartSec=1
 # A Go or C server as PID 1 exits 2 or 143 on SIGTERM: a clean stop.
 SuccessExitStatus=2 143
 TimeoutStopSec=70
+# Never `run --replace`: only a container of ours by this name is removed
+# (left behind by a crash or reboot); one that is not ours makes the run
+# fail, and stays. Stop and cleanup select ours the same way.
+ExecStartPre={podman} rm --force {ours}
 {run}
-ExecStop={podman} stop --ignore -t 10 {container}
-ExecStopPost={podman} rm --ignore -f {container}
+ExecStop={podman} stop --time 10 {ours}
+ExecStopPost={podman} rm --force {ours}
 Type=simple
 
 [Install]
@@ -184,7 +201,7 @@ WantedBy={wanted_by}
         name = c.name,
         after = after.join(" "),
         run = exec(&run),
-        container = quote(&container),
+        ours = ours_filter(&container, c.name),
         wanted_by = cx.wanted_by,
     );
     Unit {
