@@ -387,23 +387,47 @@ fn explain_reads_the_schema() {
 #[test]
 fn mrctl_validate_exit_codes() {
     let mrctl = env!("CARGO_BIN_EXE_mrctl");
-    let ok = std::process::Command::new(mrctl)
+    // An empty host: nothing runs that the examples could collide with.
+    let dir = tempfile::tempdir().unwrap();
+    let host = |c: &mut std::process::Command| {
+        c.arg("--watch-dir")
+            .arg(dir.path().join("watch"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"));
+    };
+    for n in ["minimal", "quay", "custom-tls", "gitops"] {
+        let mut c = std::process::Command::new(mrctl);
+        host(&mut c);
+        let ok = c
+            .arg("validate")
+            .arg("-f")
+            .arg(repo().join("examples").join(format!("{n}.yaml")))
+            .output()
+            .unwrap();
+        assert_eq!(
+            ok.status.code(),
+            Some(0),
+            "{n}: {}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+    }
+    // Together, minimal and quay would share port 8443: said, exit 1.
+    let mut c = std::process::Command::new(mrctl);
+    host(&mut c);
+    let both = c
         .arg("validate")
         .arg("-f")
-        .args(
-            ["minimal", "quay", "custom-tls", "gitops"]
-                .iter()
-                .map(|n| repo().join("examples").join(format!("{n}.yaml"))),
-        )
+        .arg(repo().join("examples/minimal.yaml"))
+        .arg(repo().join("examples/quay.yaml"))
         .output()
         .unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
+    let text = String::from_utf8_lossy(&both.stdout);
+    assert_eq!(both.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("minimal.yaml: spec.port port 8443 is also quay (")
+            && text.contains("examples/quay.yaml)'s spec.port"),
+        "{text}"
     );
-    let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,

@@ -15,7 +15,7 @@ use crate::api::load::{self, Invalid, Loaded};
 use crate::api::{Condition, Status};
 use crate::host::{self, files, podman};
 use crate::reconcile::record::{self, Record};
-use crate::reconcile::{index, status as st};
+use crate::reconcile::{claims, index, status as st};
 use crate::settings::{self, Scope};
 
 /// The directories and scope every command works with.
@@ -101,6 +101,25 @@ impl Paths {
         let r = self.load(name, &idx);
         let known = !r.files.is_empty() || r.record.is_some() || r.status.is_some();
         Ok(known.then_some(r))
+    }
+
+    /// Every collision between `r` and another registry known here (what
+    /// its record holds and what its spec asks for), one line each. mrctl
+    /// refuses on any, whoever the controller would let keep the claim.
+    pub fn clashes_with_others(&self, r: &Resolved) -> Result<Vec<String>> {
+        let mine = claims::of(r);
+        let mut out = Vec::new();
+        for other in self.list()?.into_iter().filter(|o| o.name != r.name) {
+            let mut theirs = other.record.as_ref().map(Record::held).unwrap_or_default();
+            if let Some(x) = other.resolved(self.host()) {
+                theirs.extend(claims::of(&x));
+            }
+            out.extend(claims::describe(
+                &other.name,
+                &claims::clashes(&mine, &theirs),
+            ));
+        }
+        Ok(out)
     }
 
     fn index(&self) -> index::Index {

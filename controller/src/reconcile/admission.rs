@@ -83,13 +83,15 @@ fn explicit_volume(r: &Resolved, v: &str) -> bool {
 
 /// Objects under this registry's names that are not its own: carrying its
 /// owner label, or listed in its ownership record, makes them its own.
+/// `dirs` are the unit directory and the trust (certs.d) directory.
 pub async fn foreign_objects(
-    cx: &Context,
+    dirs: (&Path, &Path),
     podman: &Podman,
     r: &Resolved,
     desired: &Desired,
     rec: Option<&Record>,
 ) -> Result<Vec<String>, Error> {
+    let (unit_dir, certs_d) = dirs;
     let name = r.name.as_str();
     let mut out = Vec::new();
     for comp in &desired.components {
@@ -145,17 +147,17 @@ pub async fn foreign_objects(
         if rec.is_some_and(|x| x.units.contains(&u.name)) {
             continue;
         }
-        if let Some(text) = files::read_optional(&cx.unit_dir.join(&u.name))? {
+        if let Some(text) = files::read_optional(&unit_dir.join(&u.name))? {
             if !naming::unit_text_owned_by(&String::from_utf8_lossy(&text), name) {
                 out.push(format!(
                     "unit file {} already exists and was not written for {name}",
-                    cx.unit_dir.join(&u.name).display()
+                    unit_dir.join(&u.name).display()
                 ));
             }
         }
     }
     if matches!(r.tls, Tls::Generated { .. }) {
-        let d = cx.certs_d.join(r.host_port());
+        let d = certs_d.join(r.host_port());
         if !rec.is_some_and(|x| x.trust_dirs.contains(&d)) && foreign_trust_dir(&d, r)? {
             out.push(format!(
                 "trust directory {} already holds certificates that are not {name}'s",

@@ -380,8 +380,14 @@ async fn converge(
     let refusal = match admission::claim_conflict(r, existing.as_ref(), &others) {
         Some(msg) => Some(msg),
         None => {
-            let foreign =
-                admission::foreign_objects(cx, &podman, r, &desired, existing.as_ref()).await?;
+            let foreign = admission::foreign_objects(
+                (&cx.unit_dir, &cx.certs_d),
+                &podman,
+                r,
+                &desired,
+                existing.as_ref(),
+            )
+            .await?;
             (!foreign.is_empty()).then(|| admission::foreign_message(&foreign))
         }
     };
