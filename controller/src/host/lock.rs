@@ -233,7 +233,9 @@ impl Lock {
     }
 
     /// Writes who holds the lock: over the old content from its start, then
-    /// cut to length, so a reader sees at worst a mix, never an empty file.
+    /// cut to length, so a reader sees at worst a mix of old and new, never
+    /// a file this write emptied (a new file is empty until now: readers go
+    /// by /proc/locks first).
     fn write_holder(&self, watch_dir: &Path) -> Result<(), Error> {
         let mut text = format!("pid={}\n", std::process::id());
         if let Some(u) = own_unit() {
