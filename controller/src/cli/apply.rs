@@ -221,11 +221,8 @@ pub async fn delete(paths: &Paths, args: DeleteArgs) -> Result<i32> {
 /// and pod. It follows the ownership record's deletionPolicy (the spec as
 /// the controller last applied it), so that is what is announced.
 fn announce(paths: &Paths, r: &super::state::Registry, dry_run: bool) -> Result<()> {
+    // Nothing recorded: nothing was created, nothing to announce.
     let Some(rec) = &r.record else {
-        outln!(
-            "mirrorregistry/{}: nothing was created for it yet; nothing else to remove",
-            r.name
-        );
         return Ok(());
     };
     let will = if dry_run { "would" } else { "will" };

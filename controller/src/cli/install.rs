@@ -631,7 +631,10 @@ async fn refuse_collisions(paths: &Paths, r: &Resolved) -> Result<()> {
 /// when that creates the root, the ownership record says so first, so that
 /// deletionPolicy Delete may later remove it (a root that existed never is).
 fn record_created_root(paths: &Paths, name: &str, root: &Path, password_file: &Path) -> Result<()> {
-    if record::load(&paths.state_dir, name)?.is_some() {
+    // A root that exists (kept by an earlier uninstall, or the user's) is
+    // the controller's to judge, from its record or what a Retain
+    // teardown kept.
+    if root.symlink_metadata().is_ok() || record::load(&paths.state_dir, name)?.is_some() {
         return Ok(());
     }
     let secrets = naming::root::secrets_dir(root);

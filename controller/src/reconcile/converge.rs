@@ -531,7 +531,21 @@ fn record_ownership(
     desired: &Desired,
     existing: Option<record::Record>,
 ) -> Result<record::Record, Error> {
+    let fresh = existing.is_none();
     let mut rec = existing.unwrap_or_default();
+    // Back after a Retain teardown: what it created is still its own.
+    let kept = fresh
+        .then(|| record::retained(&cx.state_dir, &r.name, &r.root))
+        .flatten();
+    if let Some(k) = &kept {
+        rec.created_dirs.extend(k.created_dirs.iter().cloned());
+        rec.data_paths.extend(
+            k.data_paths
+                .iter()
+                .filter(|p| desired.data_paths.contains(p))
+                .cloned(),
+        );
+    }
     rec.claims = Some(claims::of(r));
     rec.files
         .extend(desired.files.iter().map(|f| f.path.clone()));
@@ -550,6 +564,9 @@ fn record_ownership(
         rec.trust_dirs.insert(cx.certs_d.join(r.host_port()));
     }
     record::save(&cx.state_dir, &rec)?;
+    if kept.is_some() {
+        record::remove_retained(&cx.state_dir, &r.name)?;
+    }
     Ok(rec)
 }
 

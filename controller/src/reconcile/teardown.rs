@@ -28,6 +28,14 @@ pub async fn run(cx: &Context, name: &str) -> Next {
     tracing::info!(registry = name, policy = ?rec.deletion_policy, "spec removed; tearing down");
     match teardown(cx, &rec).await {
         Ok(()) => {
+            let kept = if rec.deletion_policy == DeletionPolicy::Retain {
+                record::save_retained(&cx.state_dir, &rec)
+            } else {
+                record::remove_retained(&cx.state_dir, name)
+            };
+            if let Err(e) = kept {
+                tracing::warn!(registry = name, error = %e, "cannot keep what the retained data's provenance is");
+            }
             if let Err(e) = record::remove(&cx.state_dir, name) {
                 tracing::warn!(registry = name, error = %e, "cannot remove the ownership record");
             }
