@@ -309,8 +309,8 @@ fn defaults_and_hash_ignore_formatting() {
     .unwrap();
     let ra = defaults::resolve(&a.resource, &a.name, &host);
     let rb = defaults::resolve(&b.resource, &b.name, &host);
-    assert_eq!(ra.hash(), rb.hash());
-    assert!(ra.hash().starts_with("sha256:"));
+    assert_eq!(ra.hash().unwrap(), rb.hash().unwrap());
+    assert!(ra.hash().unwrap().starts_with("sha256:"));
     assert_eq!(ra.hostname, "host.example.org");
     assert_eq!(ra.port, 8443);
     assert_eq!(ra.engine, Engine::Distribution);
@@ -327,8 +327,10 @@ fn defaults_and_hash_ignore_formatting() {
     )
     .unwrap();
     assert_ne!(
-        defaults::resolve(&c.resource, &c.name, &host).hash(),
-        ra.hash()
+        defaults::resolve(&c.resource, &c.name, &host)
+            .hash()
+            .unwrap(),
+        ra.hash().unwrap()
     );
 }
 

@@ -50,6 +50,7 @@ fn spec_hash(path: &Path, text: &str) -> String {
         },
     )
     .hash()
+    .unwrap()
 }
 
 fn lines(out: &str) -> Vec<String> {

@@ -87,10 +87,11 @@ pub struct Resolved {
 impl Resolved {
     /// `sha256:<hex>` of the defaulted spec: comments and formatting of the
     /// file do not change it, and neither does spelling out a default.
-    pub fn hash(&self) -> String {
-        // Serializing plain data to JSON cannot fail.
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        format!("sha256:{}", hex::encode(Sha256::digest(json)))
+    /// An error (a path that is not UTF-8) is never a hash: a reconcile
+    /// that cannot say which spec it observed does nothing.
+    pub fn hash(&self) -> Result<String, String> {
+        let json = serde_json::to_vec(self).map_err(|e| format!("cannot hash the spec: {e}"))?;
+        Ok(format!("sha256:{}", hex::encode(Sha256::digest(json))))
     }
 
     /// `host:port` as clients write it.

@@ -26,7 +26,8 @@ the holder to exit first (the unit mrctl install writes waits 30s).
 
 Exit status:
   0  stopped by SIGTERM or SIGINT; with --once, every registry is Ready
-  1  an error; with --once, a registry is not Ready
+  1  an error; with --once, a registry is not Ready within --once-timeout,
+     or podman's socket or the systemd manager did not answer within 30s
   2  invalid arguments
   3  another controller holds the lock of the state or watch directory";
 
@@ -69,7 +70,9 @@ struct Args {
     /// controller runs on these directories.
     #[arg(long, env = "MIRROR_REGISTRY_ONCE")]
     once: bool,
-    /// With --once: how long to wait for registries to become Ready.
+    /// With --once: how long to wait for registries to become Ready. It
+    /// ends sooner, with status 1 naming the socket or bus, when podman's
+    /// API socket or the systemd manager does not answer within 30s.
     #[arg(long, env = "MIRROR_REGISTRY_ONCE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     once_timeout: Duration,
     /// How long to wait for another controller holding the state or watch

@@ -705,12 +705,7 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
         }
     };
     // The new spec, checked before anything changes.
-    let mut doc: serde_yaml::Value =
-        serde_yaml::from_slice(&std::fs::read(&file).map_err(|source| Error::Io {
-            op: "read",
-            path: file.clone(),
-            source,
-        })?)
+    let mut doc: serde_yaml::Value = serde_yaml::from_slice(&paths.read_spec(&file)?)
         .map_err(|e| Error::Failed(format!("{}: {e}", file.display())))?;
     apply(&mut doc);
     let new_text = serde_yaml::to_string(&doc)
@@ -732,7 +727,7 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
     if old == new {
         outln!("mirrorregistry/{name} is up to date ({})", after.join(", "));
     } else {
-        edit_spec(&paths.watch_dir, &file, apply)?;
+        edit_spec(paths, &file, apply)?;
         outln!(
             "mirrorregistry/{name}: images {} -> {}",
             before.join(", "),

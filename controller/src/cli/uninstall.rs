@@ -88,7 +88,7 @@ async fn ensure_policy(
     match (&r.spec, r.file()) {
         (Spec::Valid(l), Some(f)) => {
             if l.resource.spec.deletion_policy != want {
-                edit_spec(&paths.watch_dir, f, |doc| {
+                edit_spec(paths, f, |doc| {
                     set_spec_value(doc, &["deletionPolicy"], Some(word.into()))
                 })?;
                 outln!(

@@ -55,7 +55,8 @@ pub async fn reconcile(cx: &Context, name: &str) -> Next {
 fn duplicate(cx: &Context, name: &str, files: &[PathBuf]) -> Next {
     let mut next = Next::Done;
     for f in files {
-        let Ok(bytes) = std::fs::read(f) else {
+        let strict = cx.scope == crate::host::systemd::Scope::System;
+        let Ok(bytes) = read_spec(f, &cx.watch_dir, strict) else {
             continue;
         };
         let others: Vec<String> = files
@@ -204,6 +205,13 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         }
     };
     let resolved = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
+    let hash = match resolved.hash() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(registry = name, error = %e, "internal fault; registry left as it is");
+            return Next::Backoff;
+        }
+    };
     // What the file holds decides whether it needs a write; what was last
     // observed (the file's status, else the state directory's copy, as after
     // an editor saved the spec without it, or always in state-only mode)
@@ -229,7 +237,7 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     );
 
     let mut status = Status {
-        observed_spec_hash: Some(resolved.hash()),
+        observed_spec_hash: Some(hash),
         endpoint: Some(resolved.endpoint()),
         credentials_file: Some(naming::root::credentials_file(&resolved.root)),
         ..Status::default()
@@ -325,11 +333,12 @@ fn reread_same_spec(
     path: &Path,
     resolved: &Resolved,
 ) -> Option<(Vec<u8>, Option<Status>)> {
-    let bytes = std::fs::read(path).ok()?;
+    let strict = cx.scope == crate::host::systemd::Scope::System;
+    let bytes = read_spec(path, &cx.watch_dir, strict).ok()?;
     let loaded = load::parse(path, &bytes).ok()?;
     let again = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
-    (loaded.name == name && again.hash() == resolved.hash())
-        .then_some((bytes, loaded.resource.status))
+    let same = matches!((again.hash(), resolved.hash()), (Ok(a), Ok(b)) if a == b);
+    (loaded.name == name && same).then_some((bytes, loaded.resource.status))
 }
 
 fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
@@ -612,14 +621,12 @@ fn ensure_tls(r: &Resolved, c: &mut Conditions<'_>) -> Result<Option<TlsStep>, E
         } => {
             match tls::check_user_pair(cert_file, key_file, &r.hostname, *skip_hostname_check, now)
             {
-                Ok(info) => {
-                    let mut changed = files::write_if_changed(
-                        &tls_dir.join("tls.crt"),
-                        &read(cert_file)?,
-                        0o644,
-                    )?;
-                    changed |=
-                        files::write_if_changed(&tls_dir.join("tls.key"), &read(key_file)?, 0o600)?;
+                Ok(pair) => {
+                    let info = pair.info;
+                    // The bytes checked, not the files read again.
+                    let mut changed =
+                        files::write_if_changed(&tls_dir.join("tls.crt"), &pair.cert, 0o644)?;
+                    changed |= files::write_if_changed(&tls_dir.join("tls.key"), &pair.key, 0o600)?;
                     c.set(
                         st::CERTIFICATE_VALID,
                         Some(true),
@@ -1122,12 +1129,15 @@ fn https_client(
                 .map_err(|e| format!("{}: {e}", ca.display()))?;
             b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
         }
-        (None, Tls::Provided { cert_file, .. }) => {
+        (None, Tls::Provided { .. }) => {
             // The user's CA may be one the host does not trust and the file
             // may hold the leaf alone: pin the served certificate to the
             // first one in certFile instead (its chain, dates and names were
             // checked when the pair was accepted). The pin holds during the
             // handshake, so nothing (a password) is sent before it.
+            // The copy that is served (checked when it was made), not the
+            // user's file, which may have changed since.
+            let cert_file = &naming::root::tls_dir(&r.root).join("tls.crt");
             let pem = std::fs::read(cert_file)
                 .map_err(|e| format!("read {}: {e}", cert_file.display()))?;
             let leaf = rustls_pemfile::certs(&mut pem.as_slice())

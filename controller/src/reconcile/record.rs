@@ -108,6 +108,9 @@ pub enum Error {
     Files(#[from] files::Error),
     #[error("ownership record {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// Nothing is written: an empty record would read as "nothing created".
+    #[error("cannot serialise {path}: {message}")]
+    Serialise { path: PathBuf, message: String },
 }
 
 pub fn dir(state_dir: &Path, name: &str) -> PathBuf {
@@ -132,9 +135,13 @@ pub fn save(state_dir: &Path, r: &Record) -> Result<bool, Error> {
     let d = dir(state_dir, &r.name);
     files::ensure_dir(state_dir, 0o700)?;
     files::ensure_dir(&d, 0o700)?;
-    let mut json = serde_json::to_vec_pretty(r).unwrap_or_default();
+    let path = d.join(RECORD_FILE);
+    let mut json = serde_json::to_vec_pretty(r).map_err(|e| Error::Serialise {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     json.push(b'\n');
-    Ok(files::write_if_changed(&d.join(RECORD_FILE), &json, 0o600)?)
+    Ok(files::write_if_changed(&path, &json, 0o600)?)
 }
 
 /// What a registry torn down with Retain leaves in the state directory:
@@ -163,7 +170,7 @@ pub fn save_retained(state_dir: &Path, rec: &Record) -> Result<(), Error> {
     let d = dir(state_dir, &rec.name);
     files::ensure_dir(state_dir, 0o700)?;
     files::ensure_dir(&d, 0o700)?;
-    let mut json = serde_json::to_vec_pretty(&kept).map_err(|e| Error::Corrupt {
+    let mut json = serde_json::to_vec_pretty(&kept).map_err(|e| Error::Serialise {
         path: d.join(RETAINED_FILE),
         message: e.to_string(),
     })?;
@@ -226,7 +233,10 @@ pub fn save_status(state_dir: &Path, name: &str, status: &Status) -> Result<bool
     files::ensure_dir(state_dir, 0o700)?;
     files::ensure_dir(&d, 0o700)?;
     let path = d.join(STATUS_FILE);
-    let yaml = serde_yaml::to_string(status).unwrap_or_default();
+    let yaml = serde_yaml::to_string(status).map_err(|e| Error::Serialise {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     let old = files::read_optional(&path)?;
     if old.as_deref() == Some(yaml.as_bytes()) {
         return Ok(files::ensure_mode(&path, 0o644)?);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::queue::{Next, Queue};
-use super::{converge, drift, record, Context};
+use super::{drift, record, Context};
 use crate::api::Phase;
 use crate::host::files;
 use crate::host::lock::{self, Lock};
@@ -18,7 +18,7 @@ fn queue(cx: &Arc<Context>) -> Queue {
     let cx = cx.clone();
     Queue::new(MAX_BACKOFF, move |name| {
         let cx = cx.clone();
-        async move { converge::reconcile(&cx, &name).await }
+        async move { super::reconcile_guarded(&cx, &name).await }
     })
 }
 
@@ -162,25 +162,52 @@ pub async fn run(cx: Arc<Context>, resync: Duration, _lock: Lock) -> anyhow::Res
     Ok(())
 }
 
+/// How long `--once` waits for podman's API socket and the systemd manager
+/// to answer before it gives up, naming the one that did not.
+pub const ONCE_CONNECT: Duration = Duration::from_secs(30);
+
+/// Waits until podman and systemd answer, or `until`: then the error names
+/// the socket or bus that did not.
+async fn connected(cx: &Context, until: tokio::time::Instant) -> anyhow::Result<()> {
+    loop {
+        match cx.clients().await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= until => {
+                return Err(anyhow::anyhow!(e).context("--once cannot reach the host"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// Reconciles every known registry until it settles or `timeout` passes.
 /// Ok(true) when every registry with a spec file is Ready (and every removed
 /// one is torn down). Holds `_lock` (from [`take_lock`]), as the daemon
 /// does, so it never races one.
 pub async fn once(cx: Arc<Context>, timeout: Duration, _lock: &Lock) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    connected(
+        &cx,
+        deadline.min(tokio::time::Instant::now() + ONCE_CONNECT),
+    )
+    .await?;
     sweep_temp_files(&cx);
     cx.rescan();
     let names = cx.all_names();
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut tasks = Vec::new();
     for name in names {
         let cx = cx.clone();
         tasks.push(tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(250);
             loop {
-                let next = converge::reconcile(&cx, &name).await;
+                let next = super::reconcile_guarded(&cx, &name).await;
                 let wait = match next {
                     Next::Done => break,
                     Next::After(d) => d.max(Duration::from_millis(200)),
-                    Next::Backoff => Duration::from_secs(2),
+                    Next::Backoff => {
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        backoff
+                    }
                 };
                 if tokio::time::Instant::now() + wait > deadline {
                     break;
