@@ -355,10 +355,9 @@ impl Collector {
         }
         if p.is_absolute() {
             if let Some(dir) = system_dir(p) {
-                let which = if dir.ends_with("/*") {
-                    format!("{}, directly under {}", shown(&text), &dir[..dir.len() - 2])
-                } else {
-                    dir.to_string()
+                let which = match dir.strip_suffix("/*") {
+                    Some(parent) => format!("{}, directly under {parent}", shown(&text)),
+                    None => dir.to_string(),
                 };
                 self.push(
                     path,
