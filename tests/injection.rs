@@ -809,7 +809,18 @@ fn property(seed: u64, cases: usize) {
         };
         counts[2] += 1;
         let (marker, base_name, case_name) = (field.marker, b.name.clone(), name.clone());
-        let subst = move |s: &str| s.replace(marker, &meant).replace(&base_name, &case_name);
+        // Files under the root are `Path::join`ed to it, which adds no `/`
+        // after one the value ends with.
+        let joined = if meant.ends_with('/') {
+            meant.clone()
+        } else {
+            format!("{meant}/")
+        };
+        let subst = move |s: &str| {
+            s.replace(&format!("{marker}/"), &joined)
+                .replace(marker, &meant)
+                .replace(&base_name, &case_name)
+        };
         pending.push(Pending {
             label,
             engine,
