@@ -11,7 +11,7 @@
 //! decides the same way without talking to anyone.
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -78,20 +78,10 @@ pub fn of(r: &Resolved) -> Claims {
     out
 }
 
-/// `.` and repeated or trailing separators gone; `..` taken lexically (a
-/// validated spec has none).
+/// `.` and repeated or trailing separators gone (validation's rule); a
+/// path with `..` (refused by validation) is compared as written.
 pub fn normalise(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
+    crate::api::validate::normalize(p).unwrap_or_else(|| p.to_path_buf())
 }
 
 /// Whether two paths are the same directory or one lies inside the other,

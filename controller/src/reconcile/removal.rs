@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::claims::{self, Claims, Held};
 use super::record::Record;
+use crate::api::validate::system_dir;
 use crate::naming;
 
 /// What Delete would remove for a record, given every other registry's
@@ -164,7 +165,12 @@ pub fn plan(rec: &Record, others: &[(String, Claims)]) -> Plan {
         if d.symlink_metadata().is_err() {
             continue;
         }
-        if is_symlink(d) {
+        if let Some(sys) = system_dir(d) {
+            p.kept.push(format!(
+                "{} kept: it is the system directory {sys}",
+                d.display()
+            ));
+        } else if is_symlink(d) {
             p.kept
                 .push(format!("{} kept: it is a symlink", d.display()));
         } else if let Some(o) = claimed_by_others(d, others) {
@@ -176,6 +182,14 @@ pub fn plan(rec: &Record, others: &[(String, Claims)]) -> Plan {
     }
     let root = &rec.root;
     if root.as_os_str().is_empty() || !root.is_absolute() {
+        return p;
+    }
+    // A record from before validation refused them may name one.
+    if let Some(sys) = system_dir(root) {
+        p.kept.push(format!(
+            "{} kept, with everything in it: it is the system directory {sys}",
+            root.display()
+        ));
         return p;
     }
     if let Some(o) = claimed_by_others(root, others) {
@@ -392,6 +406,22 @@ mod tests {
         let out = remove_paths(&plan(&rec, &[])).unwrap();
         assert!(root.join("tls").is_dir() && !root.join("tls/ca.crt").exists());
         assert!(out.kept.iter().any(|k| k.contains("existed before")));
+    }
+
+    #[test]
+    fn a_system_directory_in_an_old_record_is_never_touched() {
+        let rec = Record {
+            root: PathBuf::from("/etc"),
+            created_dirs: [PathBuf::from("/etc"), PathBuf::from("/etc/tls")].into(),
+            data_paths: [PathBuf::from("/var/lib/")].into(),
+            ..Record::default()
+        };
+        let p = plan(&rec, &[]);
+        assert!(
+            p.trees.is_empty() && p.files.is_empty() && p.dirs.is_empty(),
+            "{p:?}"
+        );
+        assert_eq!(p.kept.len(), 2, "{:?}", p.kept);
     }
 
     #[test]
