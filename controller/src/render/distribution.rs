@@ -1,7 +1,7 @@
 //! Engine `distribution`: the CNCF registry in `<name>-pod`, container
 //! `<name>-registry`, TLS and htpasswd auth.
 
-use super::unit::{container_unit, path_str, pod_unit, ContainerUnit, Mount};
+use super::unit::{container_unit, path_str, ContainerUnit, Mount};
 use super::{
     root_dirs, split_storage, storage_source, yaml_scalar, Component, Context, Desired, File,
 };
@@ -111,17 +111,17 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
     let (volumes, data_paths) = split_storage(&[&r.storage]);
     let mut images = vec![image.clone()];
     images.extend(r.images.pause.clone());
+    let (pod, pod_unit) = super::pod(
+        r,
+        CONTAINER_PORT,
+        r.images.pause.as_deref(),
+        std::slice::from_ref(&registry.name),
+        cx,
+    )?;
     Ok(Desired {
         name: r.name.clone(),
-        pod: naming::pod(&r.name),
-        pod_unit: pod_unit(
-            &r.name,
-            r.port,
-            CONTAINER_PORT,
-            r.images.pause.as_deref(),
-            std::slice::from_ref(&registry.name),
-            cx,
-        )?,
+        pod,
+        pod_unit,
         components: vec![Component {
             name: COMPONENT.to_string(),
             container: naming::container(&r.name, COMPONENT),

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use crate::api::defaults::{Resolved, Storage};
 use crate::api::validate::{describe_forbidden, forbidden_char, shown};
 use crate::api::Engine;
-use crate::host::secrets::QuaySecrets;
 use crate::naming;
+use quay::QuaySecrets;
 
 /// Host facts render needs; chosen by the controller's scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +131,19 @@ pub fn storage_source(s: &Storage) -> String {
         Storage::Volume(v) => v.clone(),
         Storage::Path(p) => p.display().to_string(),
     }
+}
+
+/// The pod an engine runs its containers in: its name and unit, publishing
+/// `spec.port` to `container_port`, started before `components` (units).
+fn pod(
+    r: &Resolved,
+    container_port: u16,
+    infra_image: Option<&str>,
+    components: &[String],
+    cx: &Context,
+) -> Result<(String, Unit), String> {
+    let unit = unit::pod_unit(&r.name, r.port, container_port, infra_image, components, cx)?;
+    Ok((naming::pod(&r.name), unit))
 }
 
 fn split_storage(all: &[&Storage]) -> (Vec<String>, Vec<PathBuf>) {

@@ -19,14 +19,30 @@
 //!   that user and root only, never by everyone. The controller writes them
 //!   as root; a changed file restarts its container, which owns it again.
 
-use super::unit::{container_unit, path_str, pod_unit, ContainerUnit, Mount};
+use super::unit::{container_unit, path_str, ContainerUnit, Mount};
 use super::{
     config_value, root_dirs, split_storage, storage_source, yaml_quoted, Component, Context,
     Desired, File, FileCopy,
 };
 use crate::api::defaults::{Resolved, QUAY_IMAGE, QUAY_PAUSE_IMAGE, REDIS_IMAGE};
-use crate::host::secrets::QuaySecrets;
 use crate::naming;
+use serde::{Deserialize, Serialize};
+
+/// The quay engine's generated secrets: made and kept by the host
+/// (`host::secrets`), written into files by render.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuaySecrets {
+    pub redis_password: String,
+    pub secret_key: String,
+    pub database_secret_key: String,
+}
+
+impl std::fmt::Debug for QuaySecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuaySecrets { <redacted> }")
+    }
+}
 
 pub const APP: &str = "app";
 pub const REDIS: &str = "redis";
@@ -263,17 +279,17 @@ pub fn render(
         unit: unit.to_string(),
         image: image.to_string(),
     };
+    let (pod, pod_unit) = super::pod(
+        r,
+        CONTAINER_PORT,
+        Some(&pause_image),
+        &[redis.name.clone(), app.name.clone()],
+        cx,
+    )?;
     Ok(Desired {
         name: r.name.clone(),
-        pod: naming::pod(&r.name),
-        pod_unit: pod_unit(
-            &r.name,
-            r.port,
-            CONTAINER_PORT,
-            Some(&pause_image),
-            &[redis.name.clone(), app.name.clone()],
-            cx,
-        )?,
+        pod,
+        pod_unit,
         components: vec![
             component(REDIS, &redis.name, &redis_image),
             component(APP, &app.name, &quay_image),
