@@ -9,4 +9,5 @@ pub mod reconcile;
 pub mod render;
 pub mod settings;
 pub mod spec_file;
+pub mod store;
 pub mod telemetry;

@@ -233,7 +233,7 @@ fn announce(paths: &Paths, r: &super::state::Registry, dry_run: bool) -> Result<
         );
         return Ok(());
     }
-    let others = crate::reconcile::teardown::others_claims(&paths.state_dir, &r.name)?;
+    let others = crate::store::record::others_claims(&paths.state_dir, &r.name)?;
     let plan = crate::reconcile::removal::plan(rec, &others);
     outln!(
         "mirrorregistry/{}: deletionPolicy Delete: besides its units, containers and pod, the controller {will} remove:",

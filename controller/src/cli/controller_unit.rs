@@ -236,7 +236,7 @@ pub async fn ensure(systemd: &Systemd, unit_dir: &Path, unit: &str, text: &str) 
     if state.unit_file_state != "enabled" {
         systemd.enable(&[unit.to_string()]).await?;
     }
-    let started = if state.active_state == "active" && !file_changed {
+    let started = if state.active_state.is_active() && !file_changed {
         false
     } else {
         // A restart stops the unit's own controller first; anyone else
@@ -247,7 +247,7 @@ pub async fn ensure(systemd: &Systemd, unit_dir: &Path, unit: &str, text: &str) 
                 humantime::format_duration(LOCK_TIMEOUT)
             );
         }
-        if state.active_state == "active" {
+        if state.active_state.is_active() {
             systemd.restart(unit).await
         } else {
             systemd.reset_failed(unit).await?;

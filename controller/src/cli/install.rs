@@ -16,16 +16,17 @@ use super::wait::{self, Target};
 use super::{credentials as creds_cmd, Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::api::defaults::{self, Resolved};
 use crate::api::{
-    load, DeletionPolicy, Engine, ImagesSpec, InitUserSpec, Metadata, MirrorRegistry, Phase,
-    Spec as ApiSpec, StorageSpec, TlsSpec, API_VERSION, KIND,
+    load, ConditionStatus, ConditionType, DeletionPolicy, Engine, ImagesSpec, InitUserSpec,
+    Metadata, MirrorRegistry, Phase, Spec as ApiSpec, StorageSpec, TlsSpec, API_VERSION, KIND,
 };
 use crate::host::credentials;
 use crate::host::files;
 use crate::host::podman::Podman;
 use crate::host::systemd::{self, Systemd};
 use crate::naming;
-use crate::reconcile::{admission, record};
+use crate::reconcile::admission;
 use crate::settings::Scope;
+use crate::store::record;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineArg {
@@ -386,8 +387,8 @@ async fn ensure_controller(paths: &Paths, systemd: &Systemd, c: &ControllerArgs)
 async fn wait_ready(paths: &Paths, name: &str, timeout: Duration) -> Result<Option<Registry>> {
     let start = Instant::now();
     let target = Target::Condition {
-        type_: "Ready".into(),
-        status: "True".into(),
+        type_: ConditionType::Ready.to_string(),
+        status: ConditionStatus::True.to_string(),
     };
     let mut last = String::new();
     outln!(

@@ -156,7 +156,7 @@ pub enum Error {
     #[error(transparent)]
     Credentials(#[from] crate::host::credentials::Error),
     #[error(transparent)]
-    Record(#[from] crate::reconcile::record::Error),
+    Store(#[from] crate::store::Error),
 }
 
 impl From<crate::host::podman::Error> for Error {
