@@ -131,11 +131,10 @@ pub fn controller_binary(given: Option<&Path>) -> Result<PathBuf> {
     let path = match given {
         Some(p) => p.to_path_buf(),
         None => std::env::current_exe()
-            .map_err(|source| Error::Io {
-                op: "find the running mrctl",
-                path: PathBuf::from("/proc/self/exe"),
-                source,
-            })?
+            .map_err(files::io(
+                "find the running mrctl",
+                Path::new("/proc/self/exe"),
+            ))?
             .with_file_name("mirror-registry-controller"),
     };
     let abs = std::fs::canonicalize(&path).map_err(|_| {

@@ -140,13 +140,6 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     Failed(String),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Files(#[from] crate::host::files::Error),
     #[error(transparent)]
