@@ -211,9 +211,12 @@ mod tests {
         assert_eq!(q.busy(), 0);
     }
 
-    #[tokio::test]
-    async fn a_panicking_reconcile_is_retried_and_others_go_on() {
-        let runs = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    type Runs = Arc<Mutex<HashMap<String, usize>>>;
+
+    /// A queue whose reconcile of a name answers `next(name, nth run)`,
+    /// and the count of runs per name.
+    fn counting(next: fn(&str, usize) -> Next) -> (Queue, Runs) {
+        let runs = Runs::default();
         let r = runs.clone();
         let q = Queue::new(Duration::from_millis(200), move |n| {
             let r = r.clone();
@@ -224,11 +227,19 @@ mod tests {
                     *c += 1;
                     *c
                 };
-                if n == "a" && count == 1 {
-                    panic!("a fault inside the reconcile of a");
-                }
-                Next::Done
+                next(&n, count)
             }
+        });
+        (q, runs)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_others_go_on() {
+        let (q, runs) = counting(|n, count| {
+            if n == "a" && count == 1 {
+                panic!("a fault inside the reconcile of a");
+            }
+            Next::Done
         });
         q.add("a");
         q.add("b");
@@ -248,22 +259,11 @@ mod tests {
 
     #[tokio::test]
     async fn names_run_in_parallel_and_failures_retry() {
-        let runs = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-        let r = runs.clone();
-        let q = Queue::new(Duration::from_millis(200), move |n| {
-            let r = r.clone();
-            async move {
-                let count = {
-                    let mut m = r.lock().unwrap();
-                    let c = m.entry(n.clone()).or_default();
-                    *c += 1;
-                    *c
-                };
-                if n == "flaky" && count < 3 {
-                    Next::Backoff
-                } else {
-                    Next::Done
-                }
+        let (q, runs) = counting(|n, count| {
+            if n == "flaky" && count < 3 {
+                Next::Backoff
+            } else {
+                Next::Done
             }
         });
         q.add("flaky");
