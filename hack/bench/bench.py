@@ -730,6 +730,50 @@ def fig_archive(lab, R, runs, blob_mb):
 # ------------------------------------------------------------------ report
 
 
+def fig_auth(lab, R, runs, requests=200):
+    """Authenticated against unauthenticated GET /v2/, interleaved on two
+    keep-alive TLS connections to the same registry, so only the request
+    itself is timed (the htpasswd check), not TLS handshakes."""
+    import base64
+    import http.client
+    ctl, name, port = converge_controller_once(lab, [], [])
+    try:
+        creds = {}
+        for line in (lab.root(name) / "secrets" / "init-credentials").read_text().splitlines():
+            k, _, v = line.partition(":")
+            creds[k.strip()] = v.strip().strip("'\"")
+        token = base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()
+        ctx = ssl.create_default_context(cafile=str(lab.root(name) / "tls" / "ca.crt"))
+        auth_ms, anon_ms, diffs = [], [], []
+        for _ in range(runs):
+            conns = {k: http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10) for k in ("a", "n")}
+            series = {"a": [], "n": []}
+            for i in range(requests):
+                for k in ("a", "n") if i % 2 == 0 else ("n", "a"):
+                    headers = {"Authorization": f"Basic {token}"} if k == "a" else {}
+                    t0 = time.perf_counter()
+                    conns[k].request("GET", "/v2/", headers=headers)
+                    r = conns[k].getresponse()
+                    r.read()
+                    series[k].append((time.perf_counter() - t0) * 1000)
+                    want = 200 if k == "a" else 401
+                    if r.status != want:
+                        raise RuntimeError(f"GET /v2/ ({'with' if k == 'a' else 'without'} credentials) answered {r.status}")
+            for c in conns.values():
+                c.close()
+            a, n = median(series["a"]), median(series["n"])
+            auth_ms.append(a)
+            anon_ms.append(n)
+            diffs.append(a - n)
+        R.add("Data plane", f"authenticated GET /v2/ (median of {requests} per run)", auth_ms, "ms")
+        R.add("Data plane", f"unauthenticated GET /v2/, same run (median of {requests})", anon_ms, "ms")
+        R.add("Data plane", "authenticated minus unauthenticated", diffs, "ms",
+              target="<= 2 ms", ok=median(diffs) <= 2.0)
+    finally:
+        ctl.stop()
+        cleanup([name], [port])
+
+
 def machine():
     mem = 0
     with open("/proc/meminfo") as f:
@@ -755,7 +799,7 @@ def machine():
     )
 
 
-SECTIONS = ["Convergence", "No-op reconcile", "Idle", "Drift repair", "Scale", "Image archive"]
+SECTIONS = ["Convergence", "No-op reconcile", "Idle", "Drift repair", "Scale", "Image archive", "Data plane"]
 
 
 def table(R):
@@ -917,10 +961,10 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=60)
     ap.add_argument("--blob-mb", type=int, default=64, help="size of the archive image's unique layer")
     ap.add_argument("--scale", default="1,5,20", help="registry counts for the scale figure")
-    ap.add_argument("--only", default="", help="comma list of: convergence,noop,idle,drift,scale,archive")
+    ap.add_argument("--only", default="", help="comma list of: convergence,noop,idle,drift,scale,archive,auth")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="'-' to write no file")
     args = ap.parse_args()
-    want = set(filter(None, args.only.split(","))) or {"convergence", "noop", "idle", "drift", "scale", "archive"}
+    want = set(filter(None, args.only.split(","))) or {"convergence", "noop", "idle", "drift", "scale", "archive", "auth"}
     for b in (BIN, MRCTL):
         if not b.exists():
             sys.exit(f"{b} is missing: cargo build --release --bins (hack/bench/run.sh does)")
@@ -946,6 +990,8 @@ def main():
 
     if "archive" in want:
         fig_archive(lab, R, args.runs, args.blob_mb)
+    if "auth" in want:
+        fig_auth(lab, R, args.runs)
     scale1 = []
     if "convergence" in want:
         fig_convergence(lab, R, args.runs, scale1)
