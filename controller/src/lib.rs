@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod host;
 pub mod naming;
+pub mod observability;
 pub mod reconcile;
 pub mod render;
 pub mod settings;
