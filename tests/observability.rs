@@ -584,3 +584,142 @@ fn beyond_loopback_needs_credentials() {
         "405"
     );
 }
+
+/// Removes a controller unit a test installed, even when the test fails.
+struct ControllerUnit(String);
+
+impl Drop for ControllerUnit {
+    fn drop(&mut self) {
+        let u = format!("{}.service", self.0);
+        let _ = sh("systemctl", &["--user", "stop", &u]);
+        let _ = sh("systemctl", &["--user", "disable", &u]);
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        let _ = std::fs::remove_file(format!("{home}/.config/systemd/user/{u}"));
+        let _ = sh("systemctl", &["--user", "daemon-reload"]);
+        let _ = sh("systemctl", &["--user", "reset-failed", &u]);
+    }
+}
+
+/// `mrctl install --metrics-address` writes the address into the
+/// controller's unit and prints where to look; `upgrade` keeps it; an
+/// address beyond loopback without credentials is refused before anything
+/// is written.
+#[test]
+fn mrctl_install_sets_the_metrics_address() {
+    let mut lab = Lab::new();
+    let name = unique("obsinst");
+    let port = free_port();
+    lab.track(&name, port);
+    let ctl = unique("obs-ctl");
+    let _guard = ControllerUnit(ctl.clone());
+    let log = lab.dir.path().join("controller.log");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mrctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mrctl"))
+            .args([
+                "--watch-dir",
+                lab.watch().to_str().unwrap(),
+                "--state-dir",
+                lab.state().to_str().unwrap(),
+                "--scope",
+                "user",
+            ])
+            .args(args)
+            .args([
+                "--controller-unit",
+                &ctl,
+                "--controller-log",
+                log.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let show = |o: &std::process::Output| {
+        format!(
+            "exit {:?}\n{}{}\n--- controller log\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    let root = lab.root(&name);
+    let host = format!("localhost:{port}");
+    let install = |address: &str| {
+        mrctl(&[
+            "install",
+            "--engine",
+            "distribution",
+            "--name",
+            &name,
+            "--quayHostname",
+            &host,
+            "--quayRoot",
+            root.to_str().unwrap(),
+            "--timeout",
+            "120s",
+            "--metrics-address",
+            address,
+        ])
+    };
+    let refused = install(&format!("0.0.0.0:{}", free_port()));
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--metrics-auth-file"),
+        "{}",
+        show(&refused)
+    );
+    assert!(!lab.spec_path(&name).exists(), "nothing written");
+
+    let o = install(&metrics);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("status page: http://{metrics}/")),
+        "{out}"
+    );
+    let home = std::env::var("HOME").unwrap();
+    let unit_file = format!("{home}/.config/systemd/user/{ctl}.service");
+    let text = std::fs::read_to_string(&unit_file).unwrap();
+    assert!(
+        text.contains(&format!(
+            "Environment=\"MIRROR_REGISTRY_METRICS_ADDRESS={metrics}\"\n"
+        )),
+        "{text}"
+    );
+    let scrape = || {
+        let o = sh(
+            "curl",
+            &[
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://{metrics}/metrics"),
+            ],
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let ready = format!("mirror_registry_ready{{name=\"{name}\"}} 1");
+    wait_for(
+        Duration::from_secs(30),
+        "the installed controller's metrics",
+        || scrape().contains(&ready).then_some(()),
+    );
+
+    // upgrade without the flag keeps the listener.
+    let o = mrctl(&["upgrade", "--name", &name, "--timeout", "120s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(std::fs::read_to_string(&unit_file).unwrap(), text);
+    assert!(scrape().contains(&ready));
+
+    let o = mrctl(&[
+        "uninstall",
+        "--name",
+        &name,
+        "--autoApprove",
+        "--timeout",
+        "120s",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}

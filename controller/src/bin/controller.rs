@@ -85,13 +85,13 @@ struct Args {
     /// Serve Prometheus metrics at /metrics and a status page at / on
     /// ADDR (IP:PORT, e.g. 127.0.0.1:9161). Off unless given; not with
     /// --once. A loopback address unless --metrics-auth-file is given.
-    #[arg(long, env = "MIRROR_REGISTRY_METRICS_ADDRESS", value_name = "ADDR")]
+    #[arg(long, env = observability::ADDRESS_ENV, value_name = "ADDR")]
     metrics_address: Option<String>,
     /// With --metrics-address: HTTP Basic credentials every request must
     /// carry, from a file only the controller's user may read (mode 0600;
     /// 'username:' and 'password:' lines). Required for an address other
     /// than loopback.
-    #[arg(long, env = "MIRROR_REGISTRY_METRICS_AUTH_FILE", value_name = "FILE")]
+    #[arg(long, env = observability::AUTH_FILE_ENV, value_name = "FILE")]
     metrics_auth_file: Option<PathBuf>,
     #[arg(
         long,

@@ -27,6 +27,11 @@ use std::path::Path;
 
 pub use server::serve;
 
+/// The controller's `--metrics-address`, from the environment.
+pub const ADDRESS_ENV: &str = "MIRROR_REGISTRY_METRICS_ADDRESS";
+/// The controller's `--metrics-auth-file`, from the environment.
+pub const AUTH_FILE_ENV: &str = "MIRROR_REGISTRY_METRICS_AUTH_FILE";
+
 /// What `--metrics-address` and `--metrics-auth-file` ask for, checked.
 #[derive(Clone, Debug)]
 pub struct Listen {
