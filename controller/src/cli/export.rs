@@ -252,8 +252,14 @@ fn used_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
-fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+/// Bytes as people read them: MiB below a GiB, else GiB.
+fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if bytes < 1 << 30 {
+        format!("{:.1} MiB", b / f64::from(1u32 << 20))
+    } else {
+        format!("{:.1} GiB", b / f64::from(1u32 << 30))
+    }
 }
 
 /// Everything the export needs from the host, and notes for the user.
@@ -308,7 +314,7 @@ fn gather(paths: &Paths, args: &Args, resolved: Resolved) -> Result<(Facts, Vec<
                     notes.push(format!(
                         "PersistentVolumeClaim/{} requests {req}: twice the {} this host's storage holds, at least {}Gi (--storage-size to choose)",
                         export::kubernetes::claim_name(&name),
-                        gib(used),
+                        human_bytes(used),
                         export::MIN_REQUEST_GI
                     ));
                     req

@@ -82,12 +82,12 @@ pub fn config(f: &Facts) -> Result<String, String> {
     let mut m: Mapping = serde_yaml::from_str(text)
         .map_err(|e| format!("{}: not a YAML mapping: {e}", path.display()))?;
     for k in OPERATOR_MANAGED {
-        m.remove(*k);
+        m.shift_remove(*k);
     }
     // The host's storage is a directory in its pod: the cluster's is the
     // operator's (managed) or the user's to supply.
     for k in STORAGE_KEYS {
-        m.remove(*k);
+        m.shift_remove(*k);
     }
     // Behind the cluster's route, on 443: the name without the port.
     m.insert(s("SERVER_HOSTNAME"), s(&r.hostname));
@@ -206,6 +206,14 @@ mod tests {
                 assert_eq!(c.get(k), Some(v), "{k}");
             }
         }
+        // ... and in the host's order.
+        let order = |m: &Mapping| -> Vec<String> {
+            m.keys()
+                .map(|k| k.as_str().unwrap().to_string())
+                .filter(|k| c.contains_key(k.as_str()) && host.contains_key(k.as_str()))
+                .collect()
+        };
+        assert_eq!(order(&c), order(&host));
         let text = &documents(&f).unwrap()[0].text;
         assert!(!text.contains(testing::REDIS_PW), "Redis is the operator's");
     }
