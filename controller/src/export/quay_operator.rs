@@ -237,6 +237,6 @@ mod tests {
         let comps = qr["spec"]["components"].as_sequence().unwrap();
         assert!(comps
             .iter()
-            .any(|c| c["kind"] == s("objectstorage") && c["managed"] == Value::from(true)));
+            .any(|c| c["kind"] == s("objectstorage") && c["managed"] == true));
     }
 }
