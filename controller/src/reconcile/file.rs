@@ -100,7 +100,12 @@ pub async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         status.endpoint = prev.as_ref().and_then(|p| p.endpoint.clone());
         status.credentials_file = prev.as_ref().and_then(|p| p.credentials_file.clone());
         status.ca_file = prev.as_ref().and_then(|p| p.ca_file.clone());
+        status.components = prev
+            .as_ref()
+            .map(|p| p.components.clone())
+            .unwrap_or_default();
     }
+    crate::observability::drift::settle(name, prev.as_ref(), &status);
 
     let written =
         writeback::write_rebasing(cx, name, path, &bytes, in_file.as_ref(), &resolved, &status);

@@ -91,7 +91,10 @@ pub fn error_policy(name: &str, e: &Error) -> Next {
 /// backoff and the fault is told (log, and a Ready condition in the state
 /// directory's status copy), never read as success or as "the spec is gone".
 pub async fn reconcile_guarded(cx: &Context, name: &str) -> Next {
-    guard(cx, name, dispatch::reconcile(cx, name)).await
+    let start = std::time::Instant::now();
+    let next = guard(cx, name, dispatch::reconcile(cx, name)).await;
+    crate::observability::metrics::global().reconciled(next, start.elapsed());
+    next
 }
 
 async fn guard(cx: &Context, name: &str, work: impl std::future::Future<Output = Next>) -> Next {

@@ -12,6 +12,10 @@ use crate::naming;
 pub const COMPONENT: &str = "registry";
 /// Where the registry listens inside the pod.
 pub const CONTAINER_PORT: u16 = 5000;
+/// The registry's debug server: its Prometheus metrics at /metrics (and Go's
+/// expvar and pprof). The pod publishes it on 127.0.0.1 only; inside the
+/// pod it listens on the pod's addresses, as the registry port does.
+pub const DEBUG_PORT: u16 = 5001;
 pub const CONFIG_FILE: &str = "registry-config.yml";
 
 /// The registry's config.yml. No secrets: the htpasswd file and TLS key are
@@ -41,6 +45,11 @@ http:
     minimumtls: tls1.2
   headers:
     X-Content-Type-Options: [nosniff]
+  debug:
+    addr: :{DEBUG_PORT}
+    prometheus:
+      enabled: true
+      path: /metrics
 auth:
   htpasswd:
     realm: {name}
@@ -120,6 +129,7 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
     let pod = Pod::new(
         r,
         CONTAINER_PORT,
+        &[DEBUG_PORT],
         r.images.pause.as_deref(),
         vec![registry],
         cx,

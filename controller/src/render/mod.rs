@@ -149,16 +149,27 @@ struct Pod<'a> {
 }
 
 impl<'a> Pod<'a> {
-    /// The pod of `r`, started before `containers` (in their start order).
+    /// The pod of `r`, started before `containers` (in their start order),
+    /// also publishing each container port of `loopback` on 127.0.0.1 only
+    /// (see [`unit::pod_unit_publishing`]).
     fn new(
         r: &Resolved,
         container_port: u16,
+        loopback: &[u16],
         infra_image: Option<&str>,
         containers: Vec<Container<'a>>,
         cx: &Context,
     ) -> Result<Self, String> {
         let units: Vec<String> = containers.iter().map(|c| c.unit.name.clone()).collect();
-        let unit = unit::pod_unit(&r.name, r.port, container_port, infra_image, &units, cx)?;
+        let unit = unit::pod_unit_publishing(
+            &r.name,
+            r.port,
+            container_port,
+            loopback,
+            infra_image,
+            &units,
+            cx,
+        )?;
         Ok(Pod {
             name: naming::pod(&r.name),
             unit,

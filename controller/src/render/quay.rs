@@ -285,7 +285,7 @@ pub fn render(
             image: &quay_image,
         },
     ];
-    let pod = Pod::new(r, CONTAINER_PORT, Some(&pause_image), containers, cx)?;
+    let pod = Pod::new(r, CONTAINER_PORT, &[], Some(&pause_image), containers, cx)?;
     let parts = Parts {
         files: vec![
             File {

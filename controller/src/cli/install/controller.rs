@@ -1,16 +1,19 @@
 //! The controller's unit as install and upgrade write it: it watches the
 //! directories `mrctl` was given, with the environment a user manager may
-//! not pass on.
+//! not pass on, and its metrics listener (`super::super::controller_metrics`).
 
-use super::super::controller_unit::{self, unit_name, ControllerArgs, UnitConfig};
+use super::super::controller_metrics::{self, MetricsArgs};
+use super::super::controller_unit::{self, unit_name, UnitConfig};
 use super::super::state::Paths;
 use super::super::Result;
-use super::flags::absolute;
+use super::flags::{absolute, RunArgs};
+use crate::host::files;
 use crate::host::systemd::{self, Systemd};
 use crate::settings::Scope;
 
 /// The controller's unit, as install and upgrade write it.
-pub(super) fn controller_config(paths: &Paths, c: &ControllerArgs) -> Result<(String, String)> {
+pub(super) fn controller_config(paths: &Paths, a: &RunArgs) -> Result<(String, String)> {
+    let c = &a.controller;
     let exec = controller_unit::controller_binary(c.controller_bin.as_deref())?;
     let mut env = Vec::new();
     if let Some(s) = &paths.podman_socket_given {
@@ -28,6 +31,13 @@ pub(super) fn controller_config(paths: &Paths, c: &ControllerArgs) -> Result<(St
             }
         }
     }
+    let installed =
+        files::read_optional(&systemd::unit_dir(paths.scope)?.join(unit_name(&c.controller_unit)))?;
+    let installed = installed.map(|b| String::from_utf8_lossy(&b).into_owned());
+    env.extend(controller_metrics::unit_env(
+        &a.metrics,
+        installed.as_deref(),
+    )?);
     let cfg = UnitConfig {
         exec,
         scope: paths.scope,
@@ -43,12 +53,8 @@ pub(super) fn controller_config(paths: &Paths, c: &ControllerArgs) -> Result<(St
     ))
 }
 
-pub(super) async fn ensure_controller(
-    paths: &Paths,
-    systemd: &Systemd,
-    c: &ControllerArgs,
-) -> Result<()> {
-    let (unit, text) = controller_config(paths, c)?;
+pub(super) async fn ensure_controller(paths: &Paths, systemd: &Systemd, a: &RunArgs) -> Result<()> {
+    let (unit, text) = controller_config(paths, a)?;
     let unit_dir = systemd::unit_dir(paths.scope)?;
     let e = controller_unit::ensure(systemd, &unit_dir, &unit, &text).await?;
     let what = match (e.file_changed, e.started) {
@@ -58,5 +64,11 @@ pub(super) async fn ensure_controller(
         (false, false) => "already running",
     };
     outln!("controller {unit} ({} scope): {what}", paths.scope);
+    if let Some(urls) = controller_metrics::urls(&controller_metrics::unit_env(
+        &MetricsArgs::default(),
+        Some(&text),
+    )?) {
+        outln!("controller {urls}");
+    }
     Ok(())
 }

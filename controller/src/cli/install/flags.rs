@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::super::controller_metrics::MetricsArgs;
 use super::super::controller_unit::ControllerArgs;
 use super::super::{Error, Result};
 use crate::api::defaults;
@@ -81,8 +82,8 @@ pub struct InstallArgs {
     pub run: RunArgs,
 }
 
-/// What install and upgrade both take last: how long to wait, and the
-/// controller's unit.
+/// What install and upgrade both take last: how long to wait, the
+/// controller's unit and its metrics listener.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// How long to wait for the registry to become Ready.
@@ -90,6 +91,8 @@ pub struct RunArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, clap::Args)]

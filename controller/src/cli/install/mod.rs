@@ -152,7 +152,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     }
     // The controller's unit is checked before anything is written.
     let systemd = Systemd::connect(paths.scope).await?;
-    let (unit, unit_text) = controller_config(paths, &a.run.controller)?;
+    let (unit, unit_text) = controller_config(paths, &a.run)?;
     controller_unit::preflight(
         &systemd,
         &systemd::unit_dir(paths.scope)?,
@@ -173,7 +173,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
             dest.display()
         );
     }
-    ensure_controller(paths, &systemd, &a.run.controller).await?;
+    ensure_controller(paths, &systemd, &a.run).await?;
     let Some(r) = wait_ready(paths, &name, a.run.timeout).await? else {
         return Ok(EXIT_FAILED);
     };
@@ -267,7 +267,7 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
     crate::render::render(&new, &paths.render_context()).map_err(Error::Failed)?;
 
     let systemd = Systemd::connect(paths.scope).await?;
-    ensure_controller(paths, &systemd, &a.run.controller).await?;
+    ensure_controller(paths, &systemd, &a.run).await?;
     let images = |x: &Resolved| {
         crate::render::render(x, &paths.render_context())
             .map(|d| d.images)

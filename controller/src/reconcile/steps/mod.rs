@@ -69,13 +69,11 @@ pub async fn converge(
     if let Some(msg) = admission::check(cx, &podman, r, &desired, existing.as_ref()).await? {
         tracing::warn!(registry = %r.name, "{msg}");
         out.push(Outcome::Refused(msg));
-        // A registry already running stays as it is and is observed; a new
-        // one has nothing to observe (what carries its names is not its).
-        if existing.is_none() {
-            return Ok(Converged::default());
-        }
-        let states = units::states(&systemd, &desired).await?;
-        return refused(&podman, &systemd, &desired, r, None, states, out).await;
+        // Nothing is observed: what runs under these names is either not
+        // this registry's, or this registry as its previous spec made it
+        // (whose port and files this spec no longer names); the status keeps
+        // what was observed before.
+        return Ok(Converged::default());
     }
     let mut rec = ownership::record(cx, r, spec_file, &desired, existing)?;
     let states = units::states(&systemd, &desired).await?;
@@ -147,7 +145,9 @@ pub async fn converge(
     })
 }
 
-/// A refused change: observe what runs and report, touching nothing.
+/// A change refused after admission (a port someone else holds, an
+/// invalid user certificate): observe what runs and report, touching
+/// nothing.
 async fn refused(
     podman: &Podman,
     systemd: &Systemd,

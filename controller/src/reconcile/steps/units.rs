@@ -47,6 +47,18 @@ pub async fn converge(
         .filter(|(u, d)| rec.started_with.get(*u).is_some_and(|old| old != *d))
         .map(|(u, _)| u.clone())
         .collect();
+    // Before acting: what drifted from what was set up (a metric only).
+    crate::observability::drift::found(
+        &r.name,
+        crate::observability::drift::inspect(
+            &cx.unit_dir,
+            desired,
+            &states,
+            &rec.started_with,
+            &digests,
+            inputs_changed,
+        ),
+    );
     let applied = apply(cx, systemd, desired, r, inputs_changed, &stale, states).await?;
     if let Some(unit) = &applied.stopping {
         out.push(Outcome::Stopping(unit.clone()));
