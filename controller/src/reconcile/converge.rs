@@ -968,11 +968,21 @@ async fn units(
         if !changed.is_empty() {
             systemd.reload().await?;
         }
-        for n in names.iter().rev() {
-            systemd.stop(n).await?;
-            systemd.reset_failed(n).await?;
+        // Only what is not yet stopped, reset and disabled: each of these
+        // calls makes systemd signal a change, which looks at the registry
+        // again; done every time, a paused registry was reconciled about
+        // ten times a second.
+        for (n, s) in names.iter().zip(&states).rev() {
+            if !matches!(s.active_state.as_str(), "inactive" | "failed") {
+                systemd.stop(n).await?;
+            }
+            if s.active_state == "failed" {
+                systemd.reset_failed(n).await?;
+            }
         }
-        systemd.disable(&names).await?;
+        if states.iter().any(|s| s.unit_file_state == "enabled") || !changed.is_empty() {
+            systemd.disable(&names).await?;
+        }
         return Ok((false, None));
     }
     // One reload for new unit text: enabling reloads when it links anything,
