@@ -29,7 +29,7 @@ use std::process::{Command, Stdio};
 
 use mirror_registry::api::defaults::{self, Resolved, Storage};
 use mirror_registry::api::{load, validate};
-use mirror_registry::host::secrets::QuaySecrets;
+use mirror_registry::render::quay::QuaySecrets;
 use mirror_registry::render::{self, unit::quote, Context, Desired, Inputs};
 use serde_yaml::Value as Yaml;
 

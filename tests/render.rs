@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use mirror_registry::api::{defaults, load};
-use mirror_registry::host::secrets::QuaySecrets;
+use mirror_registry::render::quay::QuaySecrets;
 use mirror_registry::render::{self, Context, Inputs};
 
 fn repo() -> PathBuf {

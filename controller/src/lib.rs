@@ -11,4 +11,5 @@ pub mod reconcile;
 pub mod render;
 pub mod settings;
 pub mod spec_file;
+pub mod store;
 pub mod telemetry;

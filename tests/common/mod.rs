@@ -398,14 +398,10 @@ pub fn started_at(container: &str) -> String {
 
 /// Every condition a Ready registry reports is True.
 pub fn assert_all_conditions_true(st: &Status) {
-    for c in [
-        "Ready",
-        "SpecValid",
-        "CertificateValid",
-        "ImagesPresent",
-        "UnitsActive",
-        "Healthy",
-    ] {
+    for c in mirror_registry::api::ConditionType::ALL
+        .iter()
+        .map(|t| t.as_str())
+    {
         assert_eq!(
             condition(st, c).map(|c| c.status.as_str()),
             Some("True"),

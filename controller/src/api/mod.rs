@@ -1,6 +1,7 @@
 //! The `MirrorRegistry` resource: spec and status types, their defaults,
 //! validation and schema. Field names here are the user-facing contract.
 
+pub mod conditions;
 pub mod defaults;
 pub mod load;
 pub mod schema;
@@ -11,6 +12,8 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use conditions::{ConditionStatus, ConditionType, Reason};
 
 pub const GROUP: &str = "mirrorregistry.io";
 pub const VERSION: &str = "v1alpha1";

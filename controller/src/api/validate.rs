@@ -474,16 +474,14 @@ pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Pr
         s.root.as_deref(),
         &format!("/var/lib/mirror-registry/{}", shown(name)),
     );
-    c.storage(
-        "spec.storage",
-        s.storage.as_ref(),
-        &format!("/srv/{}-storage", shown(name)),
-    );
-    c.storage(
-        "spec.database",
-        s.database.as_ref(),
-        &format!("/srv/{}-sqlite-storage", shown(name)),
-    );
+    // The example path each message suggests.
+    for (field, storage, example) in [
+        ("spec.storage", &s.storage, "storage"),
+        ("spec.database", &s.database, "sqlite-storage"),
+    ] {
+        let example = format!("/srv/{}-{example}", shown(name));
+        c.storage(field, storage.as_ref(), &example);
+    }
     c.only_for(
         "spec.database",
         s.database.is_some(),

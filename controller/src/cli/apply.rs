@@ -63,18 +63,10 @@ fn read_source(file: &Path) -> Result<Vec<u8>> {
         let mut b = Vec::new();
         std::io::stdin()
             .read_to_end(&mut b)
-            .map_err(|source| Error::Io {
-                op: "read",
-                path: PathBuf::from("<stdin>"),
-                source,
-            })?;
+            .map_err(files::io("read", Path::new("<stdin>")))?;
         return Ok(b);
     }
-    std::fs::read(file).map_err(|source| Error::Io {
-        op: "read",
-        path: file.to_path_buf(),
-        source,
-    })
+    Ok(std::fs::read(file).map_err(files::io("read", file))?)
 }
 
 /// Validates `text` and places it into the watch dir, replacing the file
@@ -233,7 +225,7 @@ fn announce(paths: &Paths, r: &super::state::Registry, dry_run: bool) -> Result<
         );
         return Ok(());
     }
-    let others = crate::reconcile::teardown::others_claims(&paths.state_dir, &r.name)?;
+    let others = crate::store::record::others_claims(&paths.state_dir, &r.name)?;
     let plan = crate::reconcile::removal::plan(rec, &others);
     outln!(
         "mirrorregistry/{}: deletionPolicy Delete: besides its units, containers and pod, the controller {will} remove:",

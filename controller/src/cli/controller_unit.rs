@@ -131,11 +131,10 @@ pub fn controller_binary(given: Option<&Path>) -> Result<PathBuf> {
     let path = match given {
         Some(p) => p.to_path_buf(),
         None => std::env::current_exe()
-            .map_err(|source| Error::Io {
-                op: "find the running mrctl",
-                path: PathBuf::from("/proc/self/exe"),
-                source,
-            })?
+            .map_err(files::io(
+                "find the running mrctl",
+                Path::new("/proc/self/exe"),
+            ))?
             .with_file_name("mirror-registry-controller"),
     };
     let abs = std::fs::canonicalize(&path).map_err(|_| {
@@ -236,7 +235,7 @@ pub async fn ensure(systemd: &Systemd, unit_dir: &Path, unit: &str, text: &str) 
     if state.unit_file_state != "enabled" {
         systemd.enable(&[unit.to_string()]).await?;
     }
-    let started = if state.active_state == "active" && !file_changed {
+    let started = if state.active_state.is_active() && !file_changed {
         false
     } else {
         // A restart stops the unit's own controller first; anyone else
@@ -247,7 +246,7 @@ pub async fn ensure(systemd: &Systemd, unit_dir: &Path, unit: &str, text: &str) 
                 humantime::format_duration(LOCK_TIMEOUT)
             );
         }
-        if state.active_state == "active" {
+        if state.active_state.is_active() {
             systemd.restart(unit).await
         } else {
             systemd.reset_failed(unit).await?;

@@ -10,7 +10,7 @@ use super::{Result, EXIT_OK};
 use crate::api::defaults::{Resolved, Storage, Tls};
 use crate::host::podman::Podman;
 use crate::host::systemd::Systemd;
-use crate::reconcile::record;
+use crate::store;
 
 /// Events shown, newest last.
 const EVENTS_SHOWN: usize = 20;
@@ -126,7 +126,7 @@ async fn describe(paths: &Paths, r: &Registry) -> String {
     out.push_str(&indent(&components(paths, r, resolved.as_ref()).await, 2));
 
     out.push_str("Events:\n");
-    let events = record::events(&paths.state_dir, &r.name);
+    let events = store::events::read(&paths.state_dir, &r.name);
     if events.is_empty() {
         out.push_str("  (none)\n");
     } else {

@@ -20,8 +20,8 @@ use crate::api::Engine;
 use crate::export::{self, kube, Document, Facts, SecretFile, Target, TlsFacts};
 use crate::host::files;
 use crate::host::podman::Podman;
-use crate::host::secrets::QuaySecrets;
 use crate::naming;
+use crate::render::quay::QuaySecrets;
 use crate::render::{self, Inputs};
 
 #[derive(Debug, clap::Args)]
@@ -184,11 +184,7 @@ fn read_host_file(path: &Path, name: &str) -> Result<String> {
             path.display(),
             run_as_hint(path)
         ))),
-        Err(source) => Err(Error::Io {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(files::io("read", path)(source).into()),
     }
 }
 
@@ -462,18 +458,9 @@ fn write(args: &Args, facts: &Facts, docs: &[Document], out: &Out, notes: &[Stri
         }
         Out::Dir(dir) => {
             if !dir.is_dir() {
-                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                    op: "create directory",
-                    path: dir.clone(),
-                    source,
-                })?;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
-                    |source| Error::Io {
-                        op: "chmod",
-                        path: dir.clone(),
-                        source,
-                    },
-                )?;
+                std::fs::create_dir_all(dir).map_err(files::io("create directory", dir))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(files::io("chmod", dir))?;
             }
             let mut secret_paths = Vec::new();
             for (i, d) in docs.iter().enumerate() {

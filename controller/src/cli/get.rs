@@ -7,7 +7,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::state::{table, Paths, Registry, Spec};
 use super::{Error, Result, EXIT_OK};
-use crate::api::{API_VERSION, KIND};
+use crate::api::{ConditionStatus, ConditionType, API_VERSION, KIND};
 
 /// Words that name the resource type rather than a registry, as kubectl
 /// accepts them: `mrctl get status`, `mrctl get mr NAME`.
@@ -148,12 +148,15 @@ pub fn message(r: &Registry) -> String {
         Spec::Missing if r.record.is_some() => return "spec file removed; tearing down".into(),
         _ => {}
     }
-    for t in ["SpecValid", "Ready"] {
-        if let Some(c) = r.condition(t).filter(|c| c.status != "True") {
+    for t in [ConditionType::SpecValid, ConditionType::Ready] {
+        if let Some(c) = r
+            .condition(t.as_str())
+            .filter(|c| c.status != ConditionStatus::True)
+        {
             return c.message.replace('\n', " ");
         }
     }
-    r.condition("Ready")
+    r.condition(ConditionType::Ready.as_str())
         .map(|c| c.message.clone())
         .unwrap_or_else(|| "-".into())
 }

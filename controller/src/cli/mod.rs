@@ -145,13 +145,6 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     Failed(String),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Files(#[from] crate::host::files::Error),
     #[error(transparent)]
@@ -161,7 +154,7 @@ pub enum Error {
     #[error(transparent)]
     Credentials(#[from] crate::host::credentials::Error),
     #[error(transparent)]
-    Record(#[from] crate::reconcile::record::Error),
+    Store(#[from] crate::store::Error),
 }
 
 impl From<crate::host::podman::Error> for Error {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::state::Paths;
 use super::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::api::{defaults, load};
-use crate::host::systemd;
+use crate::host::{files, systemd};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,11 +18,7 @@ pub struct Args {
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32> {
-    let bytes = std::fs::read(&args.file).map_err(|source| Error::Io {
-        op: "read",
-        path: args.file.clone(),
-        source,
-    })?;
+    let bytes = std::fs::read(&args.file).map_err(files::io("read", &args.file))?;
     let loaded = match load::parse(&args.file, &bytes) {
         Ok(l) => l,
         Err(invalid) => {

@@ -12,11 +12,12 @@ use std::time::{Duration, SystemTime};
 use super::{Error, Global, Result};
 use crate::api::defaults::{self, HostFacts, Resolved};
 use crate::api::load::{self, Invalid, Loaded};
+use crate::api::ConditionType;
 use crate::api::{Condition, Status};
 use crate::host::{self, files, podman};
-use crate::reconcile::record::{self, Record};
-use crate::reconcile::{claims, index, status as st};
 use crate::settings::{self, Scope};
+use crate::store::record::{self, Record};
+use crate::store::{self, claims, index};
 
 /// The directories and scope every command works with.
 #[derive(Debug)]
@@ -90,7 +91,7 @@ impl Paths {
         self.check_readable(&self.state_dir, "state directory")?;
         let idx = self.index();
         let mut names: BTreeSet<String> = idx.names();
-        names.extend(record::names(&self.state_dir));
+        names.extend(store::names(&self.state_dir));
         Ok(names.into_iter().map(|n| self.load(&n, &idx)).collect())
     }
 
@@ -160,11 +161,11 @@ impl Paths {
             _ => Spec::Duplicate,
         };
         let record = record::load(&self.state_dir, name).ok().flatten();
-        let status = record::load_status(&self.state_dir, name).or_else(|| match &spec {
+        let status = store::status::load(&self.state_dir, name).or_else(|| match &spec {
             Spec::Valid(l) => l.resource.status.clone(),
             _ => None,
         });
-        let created = std::fs::metadata(record::dir(&self.state_dir, name))
+        let created = std::fs::metadata(store::dir(&self.state_dir, name))
             .and_then(|m| m.created())
             .ok()
             .or_else(|| {
@@ -262,7 +263,7 @@ impl Registry {
 
     /// The Ready condition's status: True, False or Unknown.
     pub fn ready(&self) -> String {
-        self.condition(st::READY)
+        self.condition(ConditionType::Ready.as_str())
             .map(|c| c.status.clone())
             .unwrap_or_else(|| "Unknown".to_string())
     }

@@ -17,9 +17,9 @@ use crate::api::DeletionPolicy;
 use crate::host::podman::Podman;
 use crate::host::systemd::{self, Systemd};
 use crate::naming;
-use crate::reconcile::claims::Held;
-use crate::reconcile::record::{self, Record};
-use crate::reconcile::{removal, teardown};
+use crate::reconcile::removal;
+use crate::store::claims::Held;
+use crate::store::record::{self, Record};
 
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
@@ -224,7 +224,7 @@ async fn report(paths: &Paths, rec: &Record, plan: &removal::Plan, deleted: bool
 async fn remove_leftovers(paths: &Paths, name: &str) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let podman = Podman::connect(&paths.podman_socket).await?;
-    let others = teardown::others_claims(&paths.state_dir, name)?;
+    let others = record::others_claims(&paths.state_dir, name)?;
     let used = |v: &str| {
         others.iter().any(|(_, c)| {
             c.iter()
@@ -254,7 +254,7 @@ pub async fn uninstall(paths: &Paths, a: UninstallArgs) -> Result<i32> {
     }
     let systemd = Systemd::connect(paths.scope).await?;
     if let Some(r) = &existing {
-        let others = teardown::others_claims(&paths.state_dir, &name)?;
+        let others = record::others_claims(&paths.state_dir, &name)?;
         // What Delete would remove, for the question and the report.
         let plan = r
             .record
@@ -266,7 +266,7 @@ pub async fn uninstall(paths: &Paths, a: UninstallArgs) -> Result<i32> {
         // The controller tears the registry down: make sure it runs.
         if unit_file.exists() {
             let st = systemd.unit(&unit).await?;
-            if st.active_state != "active" {
+            if !st.active_state.is_active() {
                 systemd.reset_failed(&unit).await?;
                 systemd.start(&unit).await?;
             }

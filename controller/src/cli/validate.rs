@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::state::Paths;
 use crate::api::defaults::{self, Resolved};
 use crate::api::load;
-use crate::reconcile::claims;
+use crate::store::claims;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::get::message;
 use super::state::{Paths, Registry};
 use super::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::api::ConditionType;
 
 /// How often the state dir is read while waiting.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -62,17 +63,9 @@ impl std::str::FromStr for Target {
             )));
         }
         // kubectl matches condition types case-insensitively.
-        let known = [
-            "Ready",
-            "SpecValid",
-            "CertificateValid",
-            "ImagesPresent",
-            "UnitsActive",
-            "Healthy",
-        ];
-        let type_ = known
+        let type_ = ConditionType::ALL
             .iter()
-            .find(|k| k.eq_ignore_ascii_case(t))
+            .find(|k| k.as_str().eq_ignore_ascii_case(t))
             .map(|k| k.to_string())
             .unwrap_or_else(|| t.to_string());
         Ok(Target::Condition {

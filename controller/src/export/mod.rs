@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use crate::api::defaults::Resolved;
 use crate::api::Engine;
-use crate::host::secrets::QuaySecrets;
+use crate::render::quay::QuaySecrets;
 use crate::render::Desired;
 
 /// Where an export goes.
@@ -233,8 +233,8 @@ pub(crate) mod testing {
     use super::*;
     use crate::api::defaults::{self, HostFacts};
     use crate::api::load;
-    use crate::host::secrets::QuaySecrets;
     use crate::naming;
+    use crate::render::quay::QuaySecrets;
     use crate::render::{self, Context, Inputs};
 
     pub const KEY: &str =

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::rngs::OsRng;
 use rand::TryRngCore;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::files;
+use crate::render::quay::QuaySecrets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,21 +30,6 @@ pub const QUAY_SECRETS_FILE: &str = "quay-secrets.yaml";
 pub const REDIS_PASSWORD_LEN: usize = 32;
 /// Length of a generated SECRET_KEY or DATABASE_SECRET_KEY.
 pub const KEY_LEN: usize = 48;
-
-/// The quay engine's generated secrets.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct QuaySecrets {
-    pub redis_password: String,
-    pub secret_key: String,
-    pub database_secret_key: String,
-}
-
-impl std::fmt::Debug for QuaySecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("QuaySecrets { <redacted> }")
-    }
-}
 
 /// As kept on disk: a missing field is generated, the others are kept.
 #[derive(Default, Deserialize)]

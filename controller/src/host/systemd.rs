@@ -21,6 +21,10 @@ use zbus::{proxy, Connection};
 /// systemd's own default start timeout is 90s.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 
+mod unit_state;
+
+pub use unit_state::{ActiveState, UnitState};
+
 const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
@@ -151,22 +155,6 @@ trait Manager {
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> zbus::Result<String>;
-}
-
-/// What systemd says about one unit.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UnitState {
-    /// loaded, not-found, bad-setting, error, masked
-    pub load_state: String,
-    /// active, reloading, inactive, failed, activating, deactivating
-    pub active_state: String,
-    pub sub_state: String,
-    /// enabled, disabled, static, … ; empty when there is no unit file
-    pub unit_file_state: String,
-    /// The unit file changed on disk since the manager last loaded it.
-    pub need_daemon_reload: bool,
-    /// The unit file the manager loaded; empty when none.
-    pub fragment_path: String,
 }
 
 #[derive(Clone, Copy)]
@@ -421,7 +409,7 @@ impl Systemd {
         let reader = Props { unit, all: &all };
         Ok(UnitState {
             load_state: reader.string("LoadState")?,
-            active_state: reader.string("ActiveState")?,
+            active_state: reader.string("ActiveState")?.into(),
             sub_state: reader.string("SubState")?,
             unit_file_state: reader.string("UnitFileState")?,
             need_daemon_reload: reader.boolean("NeedDaemonReload")?,

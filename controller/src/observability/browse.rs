@@ -118,7 +118,7 @@ impl Client {
     pub fn new(r: &Resolved) -> Result<Client, String> {
         let ca = matches!(r.tls, Tls::Generated { .. })
             .then(|| naming::root::tls_dir(&r.root).join("ca.crt"));
-        let http = crate::reconcile::converge::https_client(r, ca.as_deref(), TIMEOUT)?;
+        let http = crate::reconcile::steps::probe::https_client(r, ca.as_deref(), TIMEOUT)?;
         let creds = credentials::read_credentials(&naming::root::credentials_file(&r.root))
             .map_err(|e| format!("cannot read the registry's credentials: {e}"))?;
         let base = Url::parse(&r.endpoint()).map_err(|e| format!("endpoint: {e}"))?;

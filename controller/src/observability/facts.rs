@@ -12,8 +12,8 @@ use crate::cli::state::{Paths, Registry, Spec};
 use crate::cli::Global;
 use crate::host::{files, tls};
 use crate::naming;
-use crate::reconcile::record::{self, Event};
 use crate::reconcile::Context;
+use crate::store::events::{self, Event};
 
 /// How many of a registry's latest events the page shows.
 pub const RECENT_EVENTS: usize = 10;
@@ -120,7 +120,7 @@ async fn view(cx: &Context, p: &Paths, r: Registry) -> View {
         Some(x) => storage(cx, &x.storage).await,
         None => None,
     };
-    let mut events = record::events(&cx.state_dir, &r.name);
+    let mut events = events::read(&cx.state_dir, &r.name);
     events.reverse();
     events.truncate(RECENT_EVENTS);
     let status = r.status.clone().unwrap_or_default();

@@ -75,7 +75,7 @@ fn head(title: &str, out: &mut String) {
 }
 
 fn foot(out: &mut String) {
-    let now = crate::reconcile::status::now_rfc3339();
+    let now = crate::store::now_rfc3339();
     let _ = writeln!(
         out,
         "<p class=\"muted\">Read at {} from the controller's state directory and each registry's API. Credentials are in each registry's credentials file: <code>mrctl credentials NAME</code>.</p></main></body></html>",

@@ -7,8 +7,6 @@
 
 use std::path::Path;
 
-use super::claims::{self, Held};
-use super::record::{self, Record};
 use super::{Context, Error};
 use crate::api::defaults::{self, Resolved, Storage, Tls};
 use crate::api::load;
@@ -17,21 +15,39 @@ use crate::host::podman::Podman;
 use crate::naming;
 use crate::render::Desired;
 use crate::spec_file::read::read_spec;
+use crate::store::claims::{self, Held};
+use crate::store::record::{self, Record};
 
-pub const REASON: &str = "Conflict";
+/// Refuses the registry, before anything of it is recorded, when another
+/// registry's claim or a foreign object is in its way: the message of the
+/// refusal (reason `Conflict`), or `None` to go ahead.
+pub async fn check(
+    cx: &Context,
+    podman: &Podman,
+    r: &Resolved,
+    desired: &Desired,
+    existing: Option<&Record>,
+) -> Result<Option<String>, Error> {
+    let others = others(cx, &r.name)?;
+    if let Some(msg) = claim_conflict(r, existing, &others) {
+        return Ok(Some(msg));
+    }
+    let foreign =
+        foreign_objects((&cx.unit_dir, &cx.certs_d), podman, r, desired, existing).await?;
+    Ok((!foreign.is_empty()).then(|| foreign_message(&foreign)))
+}
 
 /// Every other registry known here: its record's claims and its spec's.
 pub fn others(cx: &Context, me: &str) -> Result<Vec<claims::Other>, Error> {
     let mut names = cx.all_names();
     names.remove(me);
-    let strict = cx.scope == crate::host::systemd::Scope::System;
     let mut out = Vec::new();
     for name in names {
         let recorded = record::load(&cx.state_dir, &name)?.map(|r| r.held());
         // A name in two files is refused for both; an invalid spec asks
         // for nothing. Either way only its record holds anything.
         let wanted = match cx.files_for(&name).as_slice() {
-            [one] => read_spec(one, &cx.watch_dir, strict)
+            [one] => read_spec(one, &cx.watch_dir, cx.strict())
                 .ok()
                 .and_then(|b| load::parse(one, &b).ok())
                 .filter(|l| l.name == name)

@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 use notify::Watcher;
 
 use super::queue::Queue;
-use super::{record, Context};
+use super::Context;
+use crate::store::{self, record};
 
 /// The registry whose ownership record matches, if any.
 /// Ownership records, re-read at most once a second: host events arrive
@@ -26,7 +27,7 @@ fn owner(cx: &Context, matches: impl Fn(&record::Record) -> bool) -> Option<Stri
         .as_ref()
         .is_some_and(|(at, _)| at.elapsed() < RECORDS_TTL);
     if !fresh {
-        let records = record::names(&cx.state_dir)
+        let records = store::names(&cx.state_dir)
             .into_iter()
             .filter_map(|n| record::load(&cx.state_dir, &n).ok().flatten())
             .collect();

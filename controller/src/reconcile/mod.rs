@@ -1,28 +1,35 @@
-//! The controller: a queue of names fed by the directory watcher and a
-//! resync timer, and the reconcile function that converges one registry to
-//! its spec file.
+//! The controller: a queue of names fed by the directory watcher, host
+//! events and a resync timer, and the reconcile that converges one registry
+//! to its spec file.
+//!
+//! One reconcile ([`dispatch::reconcile`]) takes one of three paths:
+//! teardown (no file names the registry), [`invalid`] (its file is
+//! unusable or invalid, or two files name it: status only), or
+//! [`file::reconcile_file`]: read and resolve the spec, run the steps
+//! ([`steps::converge`]), turn their outcomes into conditions
+//! ([`conditions::verdict`]) and write status back ([`writeback`]).
 
 pub mod admission;
-pub mod claims;
-pub mod converge;
+pub mod conditions;
+mod context;
+pub mod dispatch;
 pub mod drift;
-pub mod index;
+pub mod file;
+pub mod invalid;
 pub mod quay;
 pub mod queue;
-pub mod record;
 pub mod removal;
 pub mod run;
-pub mod status;
+pub mod steps;
 pub mod teardown;
+pub mod writeback;
 
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::api::defaults::HostFacts;
-use crate::host::podman::Podman;
-use crate::host::systemd::{Scope, Systemd};
-use crate::render;
+pub use context::Context;
+use queue::Next;
+
+use crate::store;
 
 /// Where status goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,7 +57,7 @@ pub enum Error {
     #[error(transparent)]
     Secrets(#[from] crate::host::secrets::Error),
     #[error(transparent)]
-    Record(#[from] record::Error),
+    Store(#[from] store::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -61,136 +68,36 @@ impl From<crate::host::podman::Error> for Error {
     }
 }
 
-/// Everything a reconcile needs, shared by all workers.
-pub struct Context {
-    pub watch_dir: PathBuf,
-    pub state_dir: PathBuf,
-    pub scope: Scope,
-    pub status_mode: StatusMode,
-    pub host: HostFacts,
-    pub render: render::Context,
-    pub unit_dir: PathBuf,
-    pub certs_d: PathBuf,
-    pub podman_socket: PathBuf,
-    pub index: Mutex<index::Index>,
-    clients: tokio::sync::Mutex<Option<(Podman, Systemd)>>,
+impl Error {
+    /// A podman or D-Bus call failed: the cached clients are dropped, so
+    /// the next reconcile connects again (a restarted manager means a new
+    /// bus connection).
+    pub fn drops_clients(&self) -> bool {
+        matches!(self, Error::Podman(_) | Error::Systemd(_))
+    }
 }
 
-impl Context {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        watch_dir: PathBuf,
-        state_dir: PathBuf,
-        scope: Scope,
-        status_mode: StatusMode,
-        host: HostFacts,
-        render: render::Context,
-        unit_dir: PathBuf,
-        certs_d: PathBuf,
-        podman_socket: PathBuf,
-    ) -> Self {
-        Context {
-            watch_dir,
-            state_dir,
-            scope,
-            status_mode,
-            host,
-            render,
-            unit_dir,
-            certs_d,
-            podman_socket,
-            index: Mutex::default(),
-            clients: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// Connected clients, connecting (again) when needed: a podman socket or
-    /// manager that was down is picked up as soon as it answers.
-    pub async fn clients(&self) -> Result<(Podman, Systemd), Error> {
-        let mut guard = self.clients.lock().await;
-        // No ping per reconcile: a failed call resets the clients
-        // (`reset_clients`) and the next reconcile connects again.
-        if let Some((p, s)) = guard.as_ref() {
-            return Ok((p.clone(), s.clone()));
-        }
-        let podman = Podman::connect(&self.podman_socket).await?;
-        let systemd = Systemd::connect(self.scope).await?;
-        *guard = Some((podman.clone(), systemd.clone()));
-        Ok((podman, systemd))
-    }
-
-    /// Podman API and D-Bus calls made so far through the cached clients.
-    pub async fn call_counts(&self) -> (u64, u64) {
-        match self.clients.lock().await.as_ref() {
-            Some((p, s)) => (p.api_calls(), s.dbus_calls()),
-            None => (0, 0),
-        }
-    }
-
-    /// Drops cached clients after an error, so the next reconcile reconnects
-    /// (a restarted systemd manager means a new bus connection).
-    pub async fn reset_clients(&self) {
-        *self.clients.lock().await = None;
-    }
-
-    /// The index, rebuilt from the directory when a panic left its lock
-    /// poisoned: it is derived data, and an empty or half-updated index
-    /// would read as "these spec files are gone" and tear registries down.
-    fn index(&self) -> std::sync::MutexGuard<'_, index::Index> {
-        match self.index.lock() {
-            Ok(g) => g,
-            Err(poisoned) => {
-                tracing::error!("the spec index was poisoned by a panic; rebuilding it from the watch directory");
-                let mut g = poisoned.into_inner();
-                *g = index::rescan(
-                    &self.watch_dir,
-                    &self.state_dir,
-                    &index::Index::default(),
-                    self.scope == Scope::System,
-                )
-                .0;
-                self.index.clear_poison();
-                g
-            }
-        }
-    }
-
-    /// Rescans the watch directory; returns the names to look at.
-    pub fn rescan(&self) -> std::collections::BTreeSet<String> {
-        let mut idx = self.index();
-        let strict = self.scope == Scope::System;
-        let (new, dirty) = index::rescan(&self.watch_dir, &self.state_dir, &idx, strict);
-        *idx = new;
-        dirty
-    }
-
-    /// Every name the controller knows: spec files and ownership records.
-    pub fn all_names(&self) -> std::collections::BTreeSet<String> {
-        let mut names = self.index().names();
-        names.extend(record::names(&self.state_dir));
-        names
-    }
-
-    pub fn files_for(&self, name: &str) -> Vec<PathBuf> {
-        self.index().files_for(name)
-    }
+/// What a failed reconcile of `name` asks for, in the spirit of kube-rs's
+/// controller-rs `error_policy`: whatever failed, the name's backoff (the
+/// queue's, exponential with jitter, up to a minute). A failure is never
+/// retried in a tight loop and never read as "tear down"; status says what
+/// failed (Healthy Unknown, ReconcileError).
+pub fn error_policy(name: &str, e: &Error) -> Next {
+    tracing::warn!(registry = name, error = %e, "reconcile failed; backing off");
+    Next::Backoff
 }
 
 /// Reconciles `name`, containing a panic: the registry is retried after its
 /// backoff and the fault is told (log, and a Ready condition in the state
 /// directory's status copy), never read as success or as "the spec is gone".
-pub async fn reconcile_guarded(cx: &Context, name: &str) -> queue::Next {
+pub async fn reconcile_guarded(cx: &Context, name: &str) -> Next {
     let start = std::time::Instant::now();
-    let next = guard(cx, name, converge::reconcile(cx, name)).await;
+    let next = guard(cx, name, dispatch::reconcile(cx, name)).await;
     crate::observability::metrics::global().reconciled(next, start.elapsed());
     next
 }
 
-async fn guard(
-    cx: &Context,
-    name: &str,
-    work: impl std::future::Future<Output = queue::Next>,
-) -> queue::Next {
+async fn guard(cx: &Context, name: &str, work: impl std::future::Future<Output = Next>) -> Next {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(work).catch_unwind().await {
         Ok(next) => next,
@@ -202,7 +109,7 @@ async fn guard(
                 .unwrap_or_else(|| "unknown panic".into());
             tracing::error!(registry = name, panic = %what, "reconcile panicked; nothing further done, retrying after backoff");
             report_internal_fault(cx, name, &what);
-            queue::Next::Backoff
+            Next::Backoff
         }
     }
 }
@@ -210,22 +117,10 @@ async fn guard(
 /// Marks the state directory's status copy with an internal fault, keeping
 /// everything else it said.
 fn report_internal_fault(cx: &Context, name: &str, what: &str) {
-    let Some(mut s) = record::load_status(&cx.state_dir, name) else {
+    let Some(s) = store::status::load(&cx.state_dir, name) else {
         return;
     };
-    let prev = s.conditions.clone();
-    let mut c = status::Conditions::new(&prev);
-    c.set(
-        status::READY,
-        Some(false),
-        "InternalError",
-        format!("the controller hit an internal fault ({what}); nothing was changed, it retries"),
-    );
-    s.conditions.retain(|x| x.type_ != status::READY);
-    s.conditions.extend(c.list);
-    if let Err(e) = record::save_status(&cx.state_dir, name, &s) {
-        tracing::warn!(registry = name, error = %e, "cannot keep status in the state directory");
-    }
+    writeback::keep_copy(cx, name, &conditions::internal_fault(s, what));
 }
 
 /// How long to wait before looking again at a registry still coming up.
@@ -234,6 +129,9 @@ pub const PROGRESS_REQUEUE: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::defaults::HostFacts;
+    use crate::host::systemd::Scope;
+    use crate::render;
 
     fn context(dir: &std::path::Path) -> Context {
         Context::new(
@@ -265,10 +163,10 @@ mod tests {
             endpoint: Some("https://h:1".into()),
             ..Default::default()
         };
-        record::save_status(&cx.state_dir, "a", &before).unwrap();
+        store::status::save(&cx.state_dir, "a", &before).unwrap();
         let next = guard(&cx, "a", async { panic!("boom in a") }).await;
-        assert_eq!(next, queue::Next::Backoff);
-        let after = record::load_status(&cx.state_dir, "a").unwrap();
+        assert_eq!(next, Next::Backoff);
+        let after = store::status::load(&cx.state_dir, "a").unwrap();
         let ready = after
             .conditions
             .iter()
@@ -277,8 +175,8 @@ mod tests {
         assert_eq!(ready.reason, "InternalError");
         assert!(ready.message.contains("boom in a"), "{}", ready.message);
         assert_eq!(after.endpoint, before.endpoint);
-        let ok = guard(&cx, "b", async { queue::Next::Done }).await;
-        assert_eq!(ok, queue::Next::Done);
+        let ok = guard(&cx, "b", async { Next::Done }).await;
+        assert_eq!(ok, Next::Done);
     }
 
     /// A panic while the index was held must not read as "no spec files"

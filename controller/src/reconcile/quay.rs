@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::status::{self as st, Conditions};
 use super::Error;
 use crate::api::defaults::Resolved;
 use crate::api::Engine;
@@ -121,40 +120,32 @@ pub fn judge_initialize(code: u16, body: &str) -> Initialized {
 
 /// Creates the initial user once, through Quay's API, when Healthy is
 /// already true. Done is recorded in a 0600 marker under the secrets
-/// directory, so later reconciles send nothing. Until it is done Healthy is
-/// False (reason InitUserFailed), so the registry is not Ready.
+/// directory, so later reconciles send nothing. Until it is done the
+/// answer is `Some(why)`: Healthy is False (reason InitUserFailed), so the
+/// registry is not Ready.
 pub async fn ensure_init_user(
     r: &Resolved,
     client: Result<reqwest::Client, String>,
     creds: &Credentials,
-    c: &mut Conditions<'_>,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let marker = naming::root::init_user_marker(&r.root);
     if marked(&marker, &creds.username)? {
         files::ensure_mode(&marker, 0o600)?;
-        return Ok(());
+        return Ok(None);
     }
     let url = format!("{}{INITIALIZE_PATH}", r.endpoint());
-    let fail = |c: &mut Conditions<'_>, why: String| {
+    let fail = |why: String| {
         // A password never leaves in a message, even if a server echoed it.
         let why = why.replace(&creds.password, "<redacted>");
         tracing::warn!(registry = %r.name, "initial user not created: POST {url} {why}");
-        c.set(
-            st::HEALTHY,
-            Some(false),
-            "InitUserFailed",
-            format!(
-                "Quay is healthy, but the initial user {} could not be created: POST {url} {why}",
-                creds.username
-            ),
-        );
+        Some(format!(
+            "Quay is healthy, but the initial user {} could not be created: POST {url} {why}",
+            creds.username
+        ))
     };
     let client = match client {
         Ok(cl) => cl,
-        Err(e) => {
-            fail(c, e);
-            return Ok(());
-        }
+        Err(e) => return Ok(fail(e)),
     };
     let body = serde_json::json!({
         "username": creds.username,
@@ -177,10 +168,7 @@ pub async fn ensure_init_user(
         Err(e) => Initialized::Failed(format!("failed: {e}")),
     };
     match outcome {
-        Initialized::Failed(why) => {
-            fail(c, why);
-            return Ok(());
-        }
+        Initialized::Failed(why) => return Ok(fail(why)),
         Initialized::Created => {
             tracing::info!(registry = %r.name, user = %creds.username, "initial user created through Quay's API")
         }
@@ -193,7 +181,7 @@ pub async fn ensure_init_user(
     })
     .map_err(|e| Error::Other(format!("{}: {e}", marker.display())))?;
     files::write_if_changed(&marker, text.as_bytes(), 0o600)?;
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]

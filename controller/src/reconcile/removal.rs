@@ -12,10 +12,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::claims::{self, Claims, Held};
-use super::record::Record;
 use crate::api::validate::system_dir;
 use crate::naming;
+use crate::store::claims::{self, Claims, Held};
+use crate::store::record::Record;
 
 /// What Delete would remove for a record, given every other registry's
 /// claims.
@@ -282,7 +282,7 @@ pub fn remove_paths(p: &Plan) -> Result<Outcome, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::claims::Claim;
+    use crate::store::claims::Claim;
     use std::os::unix::fs::symlink;
 
     fn layout(root: &Path) {

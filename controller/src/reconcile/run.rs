@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::queue::{Next, Queue};
-use super::{drift, record, Context};
+use super::{drift, Context};
 use crate::api::Phase;
 use crate::host::files;
 use crate::host::lock::{self, Lock};
 use crate::render;
 use crate::spec_file::watch;
+use crate::store::{self, record};
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -217,12 +218,12 @@ pub async fn once(cx: Arc<Context>, timeout: Duration, _lock: &Lock) -> anyhow::
             }
             let has_file = !cx.files_for(&name).is_empty();
             let ok = if has_file {
-                record::load_status(&cx.state_dir, &name).is_some_and(|s| s.phase == Phase::Ready)
+                store::status::load(&cx.state_dir, &name).is_some_and(|s| s.phase == Phase::Ready)
             } else {
                 record::load(&cx.state_dir, &name).ok().flatten().is_none()
             };
             if !ok {
-                let phase = record::load_status(&cx.state_dir, &name)
+                let phase = store::status::load(&cx.state_dir, &name)
                     .map(|s| s.phase.as_str())
                     .unwrap_or("unknown");
                 tracing::warn!(registry = %name, phase, "not ready");

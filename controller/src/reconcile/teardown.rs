@@ -2,19 +2,20 @@
 //! record alone: units, containers, pod and trust entry go; volumes and data
 //! stay unless deletionPolicy is Delete.
 
-use super::converge::remove_trust_dir;
 use super::queue::Next;
-use super::{claims, record, removal, Context, Error};
+use super::steps::trust::remove_trust_dir;
+use super::{removal, Context, Error};
 use crate::api::{DeletionPolicy, Phase, Status};
 use crate::host::files;
 use crate::naming;
+use crate::store::{self, claims, record};
 
 pub async fn run(cx: &Context, name: &str) -> Next {
     let rec = match record::load(&cx.state_dir, name) {
         Ok(Some(r)) => r,
         Ok(None) => {
             // Nothing was created; only a status copy may be left.
-            let _ = record::remove(&cx.state_dir, name);
+            let _ = store::remove(&cx.state_dir, name);
             return Next::Done;
         }
         Err(e) => {
@@ -22,21 +23,21 @@ pub async fn run(cx: &Context, name: &str) -> Next {
             return Next::Backoff;
         }
     };
-    let mut status = record::load_status(&cx.state_dir, name).unwrap_or_default();
+    let mut status = store::status::load(&cx.state_dir, name).unwrap_or_default();
     status.phase = Phase::Terminating;
-    let _ = record::save_status(&cx.state_dir, name, &status);
+    let _ = store::status::save(&cx.state_dir, name, &status);
     tracing::info!(registry = name, policy = ?rec.deletion_policy, "spec removed; tearing down");
     match teardown(cx, &rec).await {
         Ok(()) => {
             let kept = if rec.deletion_policy == DeletionPolicy::Retain {
-                record::save_retained(&cx.state_dir, &rec)
+                store::retained::save(&cx.state_dir, &rec)
             } else {
-                record::remove_retained(&cx.state_dir, name)
+                store::retained::remove(&cx.state_dir, name)
             };
             if let Err(e) = kept {
                 tracing::warn!(registry = name, error = %e, "cannot keep what the retained data's provenance is");
             }
-            if let Err(e) = record::remove(&cx.state_dir, name) {
+            if let Err(e) = store::remove(&cx.state_dir, name) {
                 tracing::warn!(registry = name, error = %e, "cannot remove the ownership record");
             }
             tracing::info!(registry = name, "torn down");
@@ -44,7 +45,7 @@ pub async fn run(cx: &Context, name: &str) -> Next {
         }
         Err(e) => {
             tracing::warn!(registry = name, error = %e, "teardown failed; will retry");
-            let _ = record::save_status(
+            let _ = store::status::save(
                 &cx.state_dir,
                 name,
                 &Status {
@@ -52,7 +53,7 @@ pub async fn run(cx: &Context, name: &str) -> Next {
                     ..status
                 },
             );
-            if matches!(e, Error::Podman(_) | Error::Systemd(_)) {
+            if e.drops_clients() {
                 cx.reset_clients().await;
             }
             Next::Backoff
@@ -65,7 +66,7 @@ async fn teardown(cx: &Context, rec: &record::Record) -> Result<(), Error> {
     let name = rec.name.as_str();
     // What other registries claim, read first: when a record cannot be read
     // what it claims is unknown, and nothing is torn down until it can.
-    let others = others_claims(&cx.state_dir, name)?;
+    let others = record::others_claims(&cx.state_dir, name)?;
     // Components before the pod, so Restart=always does not bring them back.
     let pod_unit = format!("{}.service", rec.pod);
     let mut order: Vec<&String> = rec.units.iter().filter(|u| **u != pod_unit).collect();
@@ -155,32 +156,6 @@ async fn teardown(cx: &Context, rec: &record::Record) -> Result<(), Error> {
     Ok(())
 }
 
-/// Every other registry's recorded claims: what a teardown must not touch.
-/// A record that cannot be read fails the whole answer: what it claims is
-/// unknown, so nothing may be deleted.
-pub fn others_claims(
-    state_dir: &std::path::Path,
-    me: &str,
-) -> Result<Vec<(String, claims::Claims)>, record::Error> {
-    let mut out = Vec::new();
-    for n in record::names(state_dir).into_iter().filter(|n| n != me) {
-        if let Some(rec) = record::load(state_dir, &n)? {
-            out.push((n, rec.held()));
-        }
-    }
-    // Data a Retain teardown kept is still someone's: it comes back with
-    // its spec.
-    for n in record::retained_names(state_dir) {
-        if n == me || out.iter().any(|(o, _)| *o == n) {
-            continue;
-        }
-        if let Some(k) = record::load_retained(state_dir, &n) {
-            out.push((format!("{n} (kept data)"), k.claims));
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,8 +178,8 @@ mod tests {
             }]
             .into(),
         );
-        record::save_retained(dir.path(), &rec).unwrap();
-        let others = others_claims(dir.path(), "deleter").unwrap();
+        store::retained::save(dir.path(), &rec).unwrap();
+        let others = record::others_claims(dir.path(), "deleter").unwrap();
         assert_eq!(others.len(), 1, "{others:?}");
         assert!(others[0].0.starts_with("kept"));
         let deleter = record::Record {

@@ -1,9 +1,10 @@
 //! Engine `distribution`: the CNCF registry in `<name>-pod`, container
 //! `<name>-registry`, TLS and htpasswd auth.
 
-use super::unit::{container_unit, path_str, pod_unit_publishing, ContainerUnit, Mount};
+use super::unit::{container_unit, path_str, ContainerUnit, Mount};
 use super::{
-    root_dirs, split_storage, storage_source, yaml_scalar, Component, Context, Desired, File,
+    root_dirs, split_storage, storage_source, yaml_scalar, Container, Context, Desired, File,
+    Parts, Pod,
 };
 use crate::api::defaults::{Resolved, DISTRIBUTION_IMAGE};
 use crate::naming;
@@ -120,25 +121,20 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
     let (volumes, data_paths) = split_storage(&[&r.storage]);
     let mut images = vec![image.clone()];
     images.extend(r.images.pause.clone());
-    Ok(Desired {
-        name: r.name.clone(),
-        pod: naming::pod(&r.name),
-        pod_unit: pod_unit_publishing(
-            &r.name,
-            r.port,
-            CONTAINER_PORT,
-            &[DEBUG_PORT],
-            r.images.pause.as_deref(),
-            std::slice::from_ref(&registry.name),
-            cx,
-        )?,
-        components: vec![Component {
-            name: COMPONENT.to_string(),
-            container: naming::container(&r.name, COMPONENT),
-            unit: registry.name.clone(),
-            image: image.clone(),
-        }],
-        units: vec![registry],
+    let registry = Container {
+        component: COMPONENT,
+        unit: registry,
+        image: &image,
+    };
+    let pod = Pod::new(
+        r,
+        CONTAINER_PORT,
+        &[DEBUG_PORT],
+        r.images.pause.as_deref(),
+        vec![registry],
+        cx,
+    )?;
+    let parts = Parts {
         files: vec![File {
             path: config_path,
             content: config(r)?,
@@ -149,7 +145,7 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
         volumes,
         data_paths,
         images,
-        port: r.port,
-        health_path: "/v2/".to_string(),
-    })
+        health_path: "/v2/",
+    };
+    Ok(pod.desired(r, parts))
 }

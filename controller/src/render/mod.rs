@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use crate::api::defaults::{Resolved, Storage};
 use crate::api::validate::{describe_forbidden, forbidden_char, shown};
 use crate::api::Engine;
-use crate::host::secrets::QuaySecrets;
 use crate::naming;
+use quay::QuaySecrets;
 
 /// Host facts render needs; chosen by the controller's scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +131,92 @@ pub fn storage_source(s: &Storage) -> String {
         Storage::Volume(v) => v.clone(),
         Storage::Path(p) => p.display().to_string(),
     }
+}
+
+/// One container an engine runs: its component name, its unit, its image.
+struct Container<'a> {
+    component: &'a str,
+    unit: Unit,
+    image: &'a str,
+}
+
+/// The pod an engine runs its containers in, publishing `spec.port` to the
+/// engine's port, made before the engine's files (its refusals come first).
+struct Pod<'a> {
+    name: String,
+    unit: Unit,
+    containers: Vec<Container<'a>>,
+}
+
+impl<'a> Pod<'a> {
+    /// The pod of `r`, started before `containers` (in their start order),
+    /// also publishing each container port of `loopback` on 127.0.0.1 only
+    /// (see [`unit::pod_unit_publishing`]).
+    fn new(
+        r: &Resolved,
+        container_port: u16,
+        loopback: &[u16],
+        infra_image: Option<&str>,
+        containers: Vec<Container<'a>>,
+        cx: &Context,
+    ) -> Result<Self, String> {
+        let units: Vec<String> = containers.iter().map(|c| c.unit.name.clone()).collect();
+        let unit = unit::pod_unit_publishing(
+            &r.name,
+            r.port,
+            container_port,
+            loopback,
+            infra_image,
+            &units,
+            cx,
+        )?;
+        Ok(Pod {
+            name: naming::pod(&r.name),
+            unit,
+            containers,
+        })
+    }
+
+    /// The desired state of `r`: this pod and its containers, with what
+    /// only the engine knows.
+    fn desired(self, r: &Resolved, rest: Parts) -> Desired {
+        let components = self
+            .containers
+            .iter()
+            .map(|c| Component {
+                name: c.component.to_string(),
+                container: naming::container(&r.name, c.component),
+                unit: c.unit.name.clone(),
+                image: c.image.to_string(),
+            })
+            .collect();
+        Desired {
+            name: r.name.clone(),
+            pod: self.name,
+            pod_unit: self.unit,
+            units: self.containers.into_iter().map(|c| c.unit).collect(),
+            components,
+            files: rest.files,
+            copies: rest.copies,
+            dirs: rest.dirs,
+            volumes: rest.volumes,
+            data_paths: rest.data_paths,
+            images: rest.images,
+            port: r.port,
+            health_path: rest.health_path.to_string(),
+        }
+    }
+}
+
+/// What only an engine knows of its desired state (see [`Desired`]).
+struct Parts {
+    files: Vec<File>,
+    copies: Vec<FileCopy>,
+    dirs: Vec<(PathBuf, u32)>,
+    volumes: Vec<String>,
+    data_paths: Vec<PathBuf>,
+    images: Vec<String>,
+    health_path: &'static str,
 }
 
 fn split_storage(all: &[&Storage]) -> (Vec<String>, Vec<PathBuf>) {

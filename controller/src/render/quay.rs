@@ -19,14 +19,30 @@
 //!   that user and root only, never by everyone. The controller writes them
 //!   as root; a changed file restarts its container, which owns it again.
 
-use super::unit::{container_unit, path_str, pod_unit, ContainerUnit, Mount};
+use super::unit::{container_unit, path_str, ContainerUnit, Mount};
 use super::{
-    config_value, root_dirs, split_storage, storage_source, yaml_quoted, Component, Context,
-    Desired, File, FileCopy,
+    config_value, root_dirs, split_storage, storage_source, yaml_quoted, Container, Context,
+    Desired, File, FileCopy, Parts, Pod,
 };
 use crate::api::defaults::{Resolved, QUAY_IMAGE, QUAY_PAUSE_IMAGE, REDIS_IMAGE};
-use crate::host::secrets::QuaySecrets;
 use crate::naming;
+use serde::{Deserialize, Serialize};
+
+/// The quay engine's generated secrets: made and kept by the host
+/// (`host::secrets`), written into files by render.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuaySecrets {
+    pub redis_password: String,
+    pub secret_key: String,
+    pub database_secret_key: String,
+}
+
+impl std::fmt::Debug for QuaySecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuaySecrets { <redacted> }")
+    }
+}
 
 pub const APP: &str = "app";
 pub const REDIS: &str = "redis";
@@ -257,28 +273,20 @@ pub fn render(
     let (volumes, data_paths) = split_storage(&[&r.storage, &database]);
     let mut dirs = root_dirs(&r.root);
     dirs.push((config_dir.clone(), 0o700));
-    let component = |name: &str, unit: &str, image: &str| Component {
-        name: name.to_string(),
-        container: naming::container(&r.name, name),
-        unit: unit.to_string(),
-        image: image.to_string(),
-    };
-    Ok(Desired {
-        name: r.name.clone(),
-        pod: naming::pod(&r.name),
-        pod_unit: pod_unit(
-            &r.name,
-            r.port,
-            CONTAINER_PORT,
-            Some(&pause_image),
-            &[redis.name.clone(), app.name.clone()],
-            cx,
-        )?,
-        components: vec![
-            component(REDIS, &redis.name, &redis_image),
-            component(APP, &app.name, &quay_image),
-        ],
-        units: vec![redis, app],
+    let containers = vec![
+        Container {
+            component: REDIS,
+            unit: redis,
+            image: &redis_image,
+        },
+        Container {
+            component: APP,
+            unit: app,
+            image: &quay_image,
+        },
+    ];
+    let pod = Pod::new(r, CONTAINER_PORT, &[], Some(&pause_image), containers, cx)?;
+    let parts = Parts {
         files: vec![
             File {
                 path: config_dir.join(CONFIG_FILE),
@@ -306,10 +314,10 @@ pub fn render(
         dirs,
         volumes,
         data_paths,
-        images: vec![redis_image, quay_image, pause_image],
-        port: r.port,
-        health_path: HEALTH_PATH.to_string(),
-    })
+        images: vec![redis_image.clone(), quay_image.clone(), pause_image.clone()],
+        health_path: HEALTH_PATH,
+    };
+    Ok(pod.desired(r, parts))
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub fn name_of(path: &Path, bytes: &[u8], previous: Option<&Entry>, state_dir: &
     if let Some(p) = previous {
         return p.name.clone();
     }
-    for n in record::names(state_dir) {
+    for n in super::names(state_dir) {
         if let Ok(Some(r)) = record::load(state_dir, &n) {
             if r.spec_file == path {
                 return n;
