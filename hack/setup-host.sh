@@ -7,10 +7,15 @@
 #     systemd is PID 1, otherwise a `systemd --user` manager started here
 #     (with its session bus; both outlive this script);
 #   - the local images tests use, built offline from Debian's binaries;
+#   - with --test-tools, the Python tools tests use (hack/test-tools.txt),
+#     in a venv outside the repository; the one step that needs PyPI; and
+#     what the observability test drives: Debian's prometheus and chromium,
+#     and playwright-core (npm, hack/browser) for chromium;
 #   - hack/.host.env, which hack/env.sh sources.
 #
 # Idempotent: every step prints "changed: ..." or "in place: ...".
-# Usage: hack/setup-host.sh [--rebuild]   (--rebuild: rebuild the local images)
+# Usage: hack/setup-host.sh [--rebuild] [--test-tools]
+#   --rebuild: rebuild the local images; --test-tools: also the test tools
 set -euo pipefail
 
 HACK_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -54,7 +59,13 @@ SYSTEMD_BIN=/lib/systemd/systemd
 LOCK_FILE=/run/lock/mirror-registry-setup-host.lock
 BASE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+# The venv of the tests' Python tools (--test-tools), and what goes in it;
+# tests look for it here (MIRROR_REGISTRY_TEST_TOOLS names another).
+TEST_TOOLS_VENV=/opt/mirror-registry-test-tools
+TEST_TOOLS_REQUIREMENTS=$HACK_DIR/test-tools.txt
+
 REBUILD=0
+TEST_TOOLS=0
 CONF_CHANGED=0
 SCOPE=
 PODMAN_SOCKET=
@@ -750,6 +761,113 @@ step_images() {
     build_quay_standin_image
 }
 
+# --- test tools -------------------------------------------------------------
+
+# A venv of Debian's python3 holding hack/test-tools.txt's pins; rebuilt
+# (venv --clear) when that file changed since it was made.
+step_test_tools() {
+    local want have log venv_python=/usr/bin/python3
+    want=$(sha256sum <"$TEST_TOOLS_REQUIREMENTS" | cut -d' ' -f1)
+    have=$(cat -- "$TEST_TOOLS_VENV/.requirements.sha256" 2>/dev/null || true)
+    if [[ $want == "$have" ]] && "$TEST_TOOLS_VENV/bin/python" -c \
+        'import kubernetes_validate, celpy' 2>/dev/null; then
+        in_place "test tools in $TEST_TOOLS_VENV ($(grep -v '^#' "$TEST_TOOLS_REQUIREMENTS" | paste -sd ' ' -))"
+        return
+    fi
+    if ! package_installed python3-venv; then
+        log=$(new_tmp_dir)/apt.log
+        {
+            DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+        } >"$log" 2>&1 || {
+            tail -n 30 -- "$log" >&2
+            die "apt-get install python3-venv failed"
+        }
+        changed "installed packages: python3-venv"
+    fi
+    log=$(new_tmp_dir)/pip.log
+    {
+        "$venv_python" -m venv --clear "$TEST_TOOLS_VENV" &&
+            "$TEST_TOOLS_VENV/bin/pip" install -q --disable-pip-version-check \
+                -r "$TEST_TOOLS_REQUIREMENTS"
+    } >"$log" 2>&1 || {
+        tail -n 30 -- "$log" >&2
+        die "pip install -r $TEST_TOOLS_REQUIREMENTS into $TEST_TOOLS_VENV failed"
+    }
+    printf '%s\n' "$want" >"$TEST_TOOLS_VENV/.requirements.sha256"
+    changed "test tools in $TEST_TOOLS_VENV: $(grep -v '^#' "$TEST_TOOLS_REQUIREMENTS" | paste -sd ' ' -)"
+}
+
+# --- observability test tools ----------------------------------------------
+
+# tests/observability.rs scrapes the controller with a real Prometheus and
+# reads its status page in a real browser: Debian's prometheus and chromium,
+# without recommends (no node exporter, no desktop extras), their packaged
+# services never started; and playwright-core from npm, pinned by
+# hack/browser/package-lock.json, which drives /usr/bin/chromium (it downloads
+# no browser of its own).
+OBS_PACKAGES=(prometheus chromium)
+BROWSER_DIR=$HACK_DIR/browser
+NODE_MIN_MAJOR=20
+
+step_observability_packages() {
+    local missing=() p log policy=/usr/sbin/policy-rc.d added_policy=0 rc=0
+    for p in "${OBS_PACKAGES[@]}"; do
+        package_installed "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        in_place "packages installed: ${OBS_PACKAGES[*]}"
+        return
+    fi
+    # Tests run their own Prometheus on a free loopback port: keep the
+    # packaged one (all interfaces, :9090) from starting now or at boot.
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        added_policy=1
+    fi
+    log=$(new_tmp_dir)/apt.log
+    {
+        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    } >"$log" 2>&1 || rc=$?
+    if ((added_policy)); then
+        rm -f -- "$policy"
+    fi
+    if ((rc != 0)); then
+        tail -n 30 -- "$log" >&2
+        die "apt-get install ${missing[*]} failed (exit $rc)"
+    fi
+    changed "installed packages: ${missing[*]}"
+    # --root=/ works on the unit files whether or not a system manager runs.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] &&
+        systemctl --root=/ disable prometheus.service >/dev/null 2>&1; then
+        changed "disabled the packaged prometheus.service (tests start their own)"
+    fi
+}
+
+step_browser_driver() {
+    local node_major want have log
+    command -v node >/dev/null && command -v npm >/dev/null ||
+        die "node and npm not found: the browser test drives chromium with playwright-core (Node.js >= $NODE_MIN_MAJOR)"
+    node_major=$(node -p 'process.versions.node.split(".")[0]')
+    ((node_major >= NODE_MIN_MAJOR)) ||
+        die "Node.js $(node --version) is too old for playwright-core (needs >= $NODE_MIN_MAJOR)"
+    want=$(node -p "require('$BROWSER_DIR/package-lock.json').packages['node_modules/playwright-core'].version")
+    have=$(node -p "require('$BROWSER_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+    if [[ $have == "$want" ]]; then
+        in_place "playwright-core $have in $BROWSER_DIR/node_modules"
+        return
+    fi
+    log=$(new_tmp_dir)/npm.log
+    # No install scripts: playwright-core has none, and no browser download.
+    if ! (cd -- "$BROWSER_DIR" && npm ci --no-audit --no-fund --ignore-scripts) >"$log" 2>&1; then
+        tail -n 30 -- "$log" >&2
+        die "npm ci in $BROWSER_DIR failed"
+    fi
+    changed "installed playwright-core $want into $BROWSER_DIR/node_modules (npm ci)"
+}
+
 # --- env file ---------------------------------------------------------------
 
 step_env_file() {
@@ -775,6 +893,7 @@ main() {
     for arg in "$@"; do
         case $arg in
         --rebuild) REBUILD=1 ;;
+        --test-tools) TEST_TOOLS=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
             return 0
@@ -793,6 +912,11 @@ main() {
     step_containers_conf
     step_systemd
     step_images
+    if ((TEST_TOOLS)); then
+        step_test_tools
+        step_observability_packages
+        step_browser_driver
+    fi
     step_env_file
 }
 

@@ -6,7 +6,7 @@
 # the guest tests are left out.
 set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
-hack/setup-host.sh
+hack/setup-host.sh --test-tools
 # shellcheck source=hack/env.sh
 . hack/env.sh
 cargo test --workspace -- --test-threads=2 "$@"

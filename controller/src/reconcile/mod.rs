@@ -180,7 +180,10 @@ impl Context {
 /// backoff and the fault is told (log, and a Ready condition in the state
 /// directory's status copy), never read as success or as "the spec is gone".
 pub async fn reconcile_guarded(cx: &Context, name: &str) -> queue::Next {
-    guard(cx, name, converge::reconcile(cx, name)).await
+    let start = std::time::Instant::now();
+    let next = guard(cx, name, converge::reconcile(cx, name)).await;
+    crate::observability::metrics::global().reconciled(next, start.elapsed());
+    next
 }
 
 async fn guard(

@@ -75,14 +75,20 @@ impl Queue {
                 return;
             };
             let e = map.entry(name.to_string()).or_default();
-            if e.running {
+            let new_request = !e.running || !e.pending;
+            let start = if e.running {
                 e.pending = true;
                 false
             } else {
                 e.running = true;
                 e.pending = false;
                 true
+            };
+            if new_request {
+                crate::observability::metrics::global().queue_added();
             }
+            report(&map);
+            start
         };
         if start {
             let q = self.clone();
@@ -157,6 +163,7 @@ impl Queue {
                         Some(d)
                     }
                     Next::Backoff => {
+                        crate::observability::metrics::global().queue_retried();
                         let max = self.max_backoff;
                         let b = e.backoff.get_or_insert_with(|| new_backoff(max));
                         let d = b.next_backoff().unwrap_or(max);
@@ -164,14 +171,16 @@ impl Queue {
                         Some(d)
                     }
                 };
-                if e.pending {
+                let retry = if e.pending {
                     // An event arrived meanwhile: look again now.
                     e.pending = false;
                     Some(Duration::ZERO)
                 } else {
                     e.running = false;
                     retry
-                }
+                };
+                report(&map);
+                retry
             };
             match retry {
                 Some(d) if d.is_zero() => continue,
@@ -183,6 +192,14 @@ impl Queue {
             }
         }
     }
+}
+
+/// The queue's sizes for the metrics: names waiting for their worker
+/// (`workqueue_depth`) and names being reconciled.
+fn report(map: &HashMap<String, Entry>) {
+    let waiting = map.values().filter(|e| e.pending).count();
+    let running = map.values().filter(|e| e.running).count();
+    crate::observability::metrics::global().queue_sizes(waiting, running);
 }
 
 #[cfg(test)]
@@ -211,9 +228,11 @@ mod tests {
         assert_eq!(q.busy(), 0);
     }
 
-    #[tokio::test]
-    async fn a_panicking_reconcile_is_retried_and_others_go_on() {
-        let runs = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    type Runs = Arc<Mutex<HashMap<String, usize>>>;
+
+    /// A queue whose handler counts runs per name and answers `f(name, run)`.
+    fn counting_queue(f: fn(&str, usize) -> Next) -> (Runs, Queue) {
+        let runs = Runs::default();
         let r = runs.clone();
         let q = Queue::new(Duration::from_millis(200), move |n| {
             let r = r.clone();
@@ -224,11 +243,19 @@ mod tests {
                     *c += 1;
                     *c
                 };
-                if n == "a" && count == 1 {
-                    panic!("a fault inside the reconcile of a");
-                }
-                Next::Done
+                f(&n, count)
             }
+        });
+        (runs, q)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_others_go_on() {
+        let (runs, q) = counting_queue(|n, count| {
+            if n == "a" && count == 1 {
+                panic!("a fault inside the reconcile of a");
+            }
+            Next::Done
         });
         q.add("a");
         q.add("b");
@@ -248,22 +275,11 @@ mod tests {
 
     #[tokio::test]
     async fn names_run_in_parallel_and_failures_retry() {
-        let runs = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-        let r = runs.clone();
-        let q = Queue::new(Duration::from_millis(200), move |n| {
-            let r = r.clone();
-            async move {
-                let count = {
-                    let mut m = r.lock().unwrap();
-                    let c = m.entry(n.clone()).or_default();
-                    *c += 1;
-                    *c
-                };
-                if n == "flaky" && count < 3 {
-                    Next::Backoff
-                } else {
-                    Next::Done
-                }
+        let (runs, q) = counting_queue(|n, count| {
+            if n == "flaky" && count < 3 {
+                Next::Backoff
+            } else {
+                Next::Done
             }
         });
         q.add("flaky");
