@@ -188,6 +188,59 @@ const BAD: &[(&str, &str, &str)] = &[
         "spex",
         "did you mean 'spec'",
     ),
+    // The issue's spec: a newline in a path would be a new unit directive.
+    (
+        "spec:\n  root: \"/tmp/injroot\\nExecStartPre=/bin/touch /tmp/PWNED-BY-SPEC\\nX-Ignore=\"\n",
+        "spec.root",
+        "control character (U+000A) at character 13",
+    ),
+    (
+        "spec:\n  storage:\n    path: \"/srv/a\\rb\"\n",
+        "spec.storage.path",
+        "control character (U+000D)",
+    ),
+    (
+        "spec:\n  database:\n    path: \"/srv/a\\0b\"\n",
+        "spec.database.path",
+        "control character (U+0000)",
+    ),
+    (
+        "spec:\n  storage:\n    path: \"/srv/a:/etc:rw\"\n",
+        "spec.storage.path",
+        "must not contain ':'",
+    ),
+    (
+        "spec:\n  database:\n    path: /srv/a,b\n",
+        "spec.database.path",
+        "must not contain ','",
+    ),
+    ("spec:\n  root: /srv/a:b\n", "spec.root", "must not contain ':'"),
+    (
+        "spec:\n  root: /srv/x/../../etc\n",
+        "spec.root",
+        "must not contain '..'",
+    ),
+    (
+        "spec:\n  storage:\n    path: /srv/..\n",
+        "spec.storage.path",
+        "must not contain '..'",
+    ),
+    (
+        "spec:\n  initUser:\n    passwordFile: /etc/mirror-registry/../shadow\n",
+        "spec.initUser.passwordFile",
+        "must not contain '..'",
+    ),
+    (
+        "spec:\n  images:\n    archive: /opt/../x.tar\n",
+        "spec.images.archive",
+        "must not contain '..'",
+    ),
+    (
+        "spec:\n  engine: distribution\n  images:\n    registry: \"--privileged\"\n",
+        "spec.images.registry",
+        "not an image reference",
+    ),
+    ("spec:\n  root: /etc/\n", "spec.root", "must not be /etc: a system directory"),
 ];
 
 #[test]
@@ -309,8 +362,8 @@ fn defaults_and_hash_ignore_formatting() {
     .unwrap();
     let ra = defaults::resolve(&a.resource, &a.name, &host);
     let rb = defaults::resolve(&b.resource, &b.name, &host);
-    assert_eq!(ra.hash(), rb.hash());
-    assert!(ra.hash().starts_with("sha256:"));
+    assert_eq!(ra.hash().unwrap(), rb.hash().unwrap());
+    assert!(ra.hash().unwrap().starts_with("sha256:"));
     assert_eq!(ra.hostname, "host.example.org");
     assert_eq!(ra.port, 8443);
     assert_eq!(ra.engine, Engine::Distribution);
@@ -327,8 +380,10 @@ fn defaults_and_hash_ignore_formatting() {
     )
     .unwrap();
     assert_ne!(
-        defaults::resolve(&c.resource, &c.name, &host).hash(),
-        ra.hash()
+        defaults::resolve(&c.resource, &c.name, &host)
+            .hash()
+            .unwrap(),
+        ra.hash().unwrap()
     );
 }
 
@@ -387,23 +442,47 @@ fn explain_reads_the_schema() {
 #[test]
 fn mrctl_validate_exit_codes() {
     let mrctl = env!("CARGO_BIN_EXE_mrctl");
-    let ok = std::process::Command::new(mrctl)
+    // An empty host: nothing runs that the examples could collide with.
+    let dir = tempfile::tempdir().unwrap();
+    let host = |c: &mut std::process::Command| {
+        c.arg("--watch-dir")
+            .arg(dir.path().join("watch"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"));
+    };
+    for n in ["minimal", "quay", "custom-tls", "gitops"] {
+        let mut c = std::process::Command::new(mrctl);
+        host(&mut c);
+        let ok = c
+            .arg("validate")
+            .arg("-f")
+            .arg(repo().join("examples").join(format!("{n}.yaml")))
+            .output()
+            .unwrap();
+        assert_eq!(
+            ok.status.code(),
+            Some(0),
+            "{n}: {}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+    }
+    // Together, minimal and quay would share port 8443: said, exit 1.
+    let mut c = std::process::Command::new(mrctl);
+    host(&mut c);
+    let both = c
         .arg("validate")
         .arg("-f")
-        .args(
-            ["minimal", "quay", "custom-tls", "gitops"]
-                .iter()
-                .map(|n| repo().join("examples").join(format!("{n}.yaml"))),
-        )
+        .arg(repo().join("examples/minimal.yaml"))
+        .arg(repo().join("examples/quay.yaml"))
         .output()
         .unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
+    let text = String::from_utf8_lossy(&both.stdout);
+    assert_eq!(both.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("minimal.yaml: spec.port port 8443 is also quay (")
+            && text.contains("examples/quay.yaml)'s spec.port"),
+        "{text}"
     );
-    let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
@@ -430,4 +509,211 @@ fn mrctl_validate_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// Every string field, with a YAML line that sets it after the header.
+const STRING_FIELDS: &[(&str, &str)] = &[
+    (
+        "apiVersion",
+        "apiVersion: @V@\nkind: MirrorRegistry\nmetadata: {name: t}\n",
+    ),
+    (
+        "kind",
+        "apiVersion: mirrorregistry.io/v1alpha1\nkind: @V@\nmetadata: {name: t}\n",
+    ),
+    ("metadata.name", "metadata: {name: @V@}\n"),
+    (
+        "metadata.labels.team",
+        "metadata: {name: t, labels: {team: @V@}}\n",
+    ),
+    (
+        "metadata.annotations.source",
+        "metadata: {name: t, annotations: {source: @V@}}\n",
+    ),
+    ("spec.hostname", "spec: {hostname: @V@}\n"),
+    ("spec.root", "spec: {root: @V@}\n"),
+    ("spec.storage.volume", "spec: {storage: {volume: @V@}}\n"),
+    ("spec.storage.path", "spec: {storage: {path: @V@}}\n"),
+    ("spec.database.volume", "spec: {database: {volume: @V@}}\n"),
+    ("spec.database.path", "spec: {database: {path: @V@}}\n"),
+    (
+        "spec.tls.certFile",
+        "spec: {tls: {certFile: @V@, keyFile: /k}}\n",
+    ),
+    (
+        "spec.tls.keyFile",
+        "spec: {tls: {certFile: /c, keyFile: @V@}}\n",
+    ),
+    (
+        "spec.tls.extraSans[1]",
+        "spec: {tls: {extraSans: [a.example, @V@]}}\n",
+    ),
+    (
+        "spec.initUser.username",
+        "spec: {initUser: {username: @V@}}\n",
+    ),
+    (
+        "spec.initUser.passwordFile",
+        "spec: {initUser: {passwordFile: @V@}}\n",
+    ),
+    ("spec.images.archive", "spec: {images: {archive: @V@}}\n"),
+    ("spec.images.quay", "spec: {images: {quay: @V@}}\n"),
+    ("spec.images.redis", "spec: {images: {redis: @V@}}\n"),
+    ("spec.images.pause", "spec: {images: {pause: @V@}}\n"),
+    (
+        "spec.images.registry",
+        "spec: {engine: distribution, images: {registry: @V@}}\n",
+    ),
+];
+
+/// The header lines a STRING_FIELDS entry does not set itself.
+fn with_header(line: &str) -> String {
+    let mut text = String::new();
+    if !line.starts_with("apiVersion") {
+        text.push_str("apiVersion: mirrorregistry.io/v1alpha1\nkind: MirrorRegistry\n");
+    }
+    if !line.contains("metadata") {
+        text.push_str("metadata: {name: t}\n");
+    }
+    text + line
+}
+
+#[test]
+fn a_control_character_in_any_string_is_refused_naming_the_field() {
+    for (field, line) in STRING_FIELDS {
+        // A value that would be fine there, but for the one character.
+        let good = match *field {
+            "apiVersion" => "mirrorregistry.io/v1alpha1",
+            "kind" => "MirrorRegistry",
+            f if f.ends_with("File")
+                || f.ends_with(".path")
+                || f.ends_with("root")
+                || f.ends_with("archive") =>
+            {
+                "/srv/x"
+            }
+            _ => "x1",
+        };
+        for (c, escape) in [
+            ('\n', "\\n"),
+            ('\r', "\\r"),
+            ('\t', "\\t"),
+            ('\0', "\\0"),
+            ('\u{1b}', "\\e"),
+            ('\u{7f}', "\\x7f"),
+            ('\u{85}', "\\N"),
+            ('\u{2028}', "\\L"),
+        ] {
+            let value = format!("\"{good}{escape}ExecStartPre=/bin/touch /tmp/x\"");
+            let text = with_header(&line.replace("@V@", &value));
+            let got = problems(&text);
+            let want = format!("U+{:04X}", u32::from(c));
+            assert!(
+                got.iter()
+                    .any(|p| p.starts_with(&format!("{field}: ")) && p.contains(&want)),
+                "spec\n{text}\nexpected a problem at {field} naming {want}, got {got:?}"
+            );
+            // Every message is one line, the value escaped.
+            assert!(got.iter().all(|p| !p.contains(c)), "{got:?}");
+        }
+        // The same field with the good value is valid (the lines are right).
+        let text = with_header(&line.replace("@V@", good));
+        let got = problems(&text);
+        assert!(
+            !got.iter().any(|p| p.starts_with(&format!("{field}: "))),
+            "{text}: {got:?}"
+        );
+    }
+    // Keys of labels and annotations too.
+    let got = problems(&format!("{HEAD}  labels: {{\"a\\nb\": x}}\n"));
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("metadata.labels[\"a\\nb\"]: key")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_system_directory_is_refused_for_root_and_data_paths_naming_the_field() {
+    use mirror_registry::api::validate::SYSTEM_DIRS;
+    for policy in ["Retain", "Delete"] {
+        for dir in SYSTEM_DIRS {
+            let dir = dir.replace("/*", "/alice");
+            let shown = if dir == "/" {
+                String::new()
+            } else {
+                dir.clone()
+            };
+            // The same directory however it is written.
+            for written in [
+                dir.clone(),
+                format!("{shown}/"),
+                format!("{shown}/."),
+                format!("{}//", shown.replacen('/', "//", 1)),
+                shown.replace('/', "/./"),
+            ] {
+                if written.is_empty() {
+                    continue;
+                }
+                for (field, spec) in [
+                    ("spec.root", format!("  root: \"{written}\"\n")),
+                    (
+                        "spec.storage.path",
+                        format!("  storage: {{path: \"{written}\"}}\n"),
+                    ),
+                    (
+                        "spec.database.path",
+                        format!("  database: {{path: \"{written}\"}}\n"),
+                    ),
+                ] {
+                    let text = format!("{HEAD}spec:\n  deletionPolicy: {policy}\n{spec}");
+                    let got = problems(&text);
+                    assert!(
+                        got.iter()
+                            .any(|p| p.starts_with(&format!("{field}: must not be "))
+                                && p.contains("system directory")),
+                        "{text}: {got:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Below a system directory is where a registry's own directories go.
+    for ok in [
+        "/var/lib/mirror-registry/t",
+        "/srv/t-storage",
+        "/home/alice/registry",
+        "/tmp/t",
+        "/opt/t/data",
+    ] {
+        let text = format!("{HEAD}spec:\n  root: {ok}\n  storage: {{path: {ok}/blobs}}\n");
+        assert_eq!(problems(&text), Vec::<String>::new(), "{text}");
+    }
+}
+
+#[test]
+fn paths_are_normalised() {
+    let host = defaults::HostFacts {
+        fqdn: "h.example.org".into(),
+    };
+    let l = load::parse(
+        Path::new("/s/t.yaml"),
+        format!("{HEAD}spec:\n  engine: quay\n  root: /srv//t/./root/\n  storage: {{path: /srv/t/blobs/}}\n  database: {{path: /srv/./t/db}}\n  initUser: {{passwordFile: /etc/t//pw}}\n").as_bytes(),
+    )
+    .unwrap();
+    let r = defaults::resolve(&l.resource, &l.name, &host);
+    assert_eq!(r.root, PathBuf::from("/srv/t/root"));
+    assert_eq!(r.root.to_str(), Some("/srv/t/root"));
+    assert_eq!(
+        r.storage,
+        defaults::Storage::Path(PathBuf::from("/srv/t/blobs"))
+    );
+    assert_eq!(
+        r.database,
+        Some(defaults::Storage::Path(PathBuf::from("/srv/t/db")))
+    );
+    assert_eq!(
+        r.init_password_file.as_deref().and_then(|p| p.to_str()),
+        Some("/etc/t/pw")
+    );
 }

@@ -271,11 +271,11 @@ fn offline_commands() {
     let other = unique("mrctl-other");
     std::fs::write(
         lab.watch().join(format!("{other}.yaml")),
-        lab.spec(&format!("{other}-x"), port, ""),
+        lab.spec(&format!("{other}-x"), free_port(), ""),
     )
     .unwrap();
     let clash = lab.dir.path().join("clash.yaml");
-    std::fs::write(&clash, lab.spec(&other, port, "")).unwrap();
+    std::fs::write(&clash, lab.spec(&other, free_port(), "")).unwrap();
     let o = expect(&lab, &["apply", "-f", clash.to_str().unwrap()], 1);
     assert!(
         stderr(&o).contains("already exists and holds"),
@@ -602,8 +602,14 @@ fn read_commands_against_a_running_controller() {
 
     // delete --wait: torn down by the controller, gone from mrctl.
     let o = expect(&lab, &["delete", &good, "--wait", "--timeout=60s"], 0);
-    assert_eq!(stdout(&o), format!("mirrorregistry/{good} deleted\n"));
-    assert!(!lab.state().join(&good).exists());
+    assert_eq!(
+        stdout(&o),
+        format!("mirrorregistry/{good}: deletionPolicy Retain: its units, containers and pod will go; its data will be kept\nmirrorregistry/{good} deleted\n")
+    );
+    // Gone from the state directory; only a note of which kept
+    // directories the controller made stays (retained.json).
+    assert!(!lab.state().join(&good).join("owned.json").exists());
+    assert!(!lab.state().join(&good).join("status.yaml").exists());
     assert!(!exists("container", &format!("{good}-registry")));
     expect(&lab, &["get", &good], 1);
     expect(&lab, &["delete", &stuck, "--wait", "--timeout=60s"], 0);

@@ -551,7 +551,8 @@ fn invalid_spec_keeps_the_registry_serving() {
             fqdn: mirror_registry::host::fqdn(),
         },
     )
-    .hash();
+    .hash()
+    .unwrap();
     assert_eq!(fixed.observed_spec_hash.as_deref(), Some(want.as_str()));
     assert_eq!(v2_code(port, &ca), "401");
 }

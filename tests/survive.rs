@@ -50,6 +50,7 @@ fn spec_hash(path: &Path, text: &str) -> String {
         },
     )
     .hash()
+    .unwrap()
 }
 
 fn lines(out: &str) -> Vec<String> {
@@ -572,7 +573,11 @@ fn killed_between_unit_write_and_reload() {
 /// so the controller writes a new observedSpecHash at once), and every 75th
 /// changes the certificate's extra SANs (a real change: new cert, restart).
 fn edited_spec(lab: &Lab, name: &str, port: u16, i: usize) -> String {
-    let policy = if (i / 5) % 2 == 0 { "Retain" } else { "Delete" };
+    let policy = if (i / 5).is_multiple_of(2) {
+        "Retain"
+    } else {
+        "Delete"
+    };
     let san = i / 75;
     let spec = lab.spec(
         name,

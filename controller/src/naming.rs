@@ -53,6 +53,23 @@ pub fn owner_labels(name: &str) -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
+/// Whether labels mark an object as created for registry `name`.
+pub fn owned_by(labels: &std::collections::BTreeMap<String, String>, name: &str) -> bool {
+    labels.get(OWNER_LABEL).map(String::as_str) == Some(name)
+}
+
+/// Whether a unit file's text is one the controller wrote for `name`: it
+/// carries the owner label on its podman command line.
+pub fn unit_text_owned_by(text: &str, name: &str) -> bool {
+    let label = format!("{OWNER_LABEL}={name}");
+    text.match_indices(&label).any(|(i, _)| {
+        text[i + label.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || c == '"' || c == '\\')
+    })
+}
+
 /// Layout under the root directory.
 pub mod root {
     use std::path::{Path, PathBuf};
@@ -70,6 +87,10 @@ pub mod root {
     }
     pub fn htpasswd_file(root: &Path) -> PathBuf {
         secrets_dir(root).join("htpasswd")
+    }
+    /// The password `mrctl install --initPassword` was given, kept 0600.
+    pub fn init_password_file(root: &Path) -> PathBuf {
+        secrets_dir(root).join("init-password")
     }
     /// quay engine: the directory mounted at Quay's
     /// /quay-registry/conf/stack (config.yaml, ssl.cert, ssl.key).

@@ -1,7 +1,7 @@
 //! Defaults, applied in one place: `resolve` turns a spec as written into the
 //! fully defaulted form every later step (render, reconcile, hash) uses.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -87,10 +87,11 @@ pub struct Resolved {
 impl Resolved {
     /// `sha256:<hex>` of the defaulted spec: comments and formatting of the
     /// file do not change it, and neither does spelling out a default.
-    pub fn hash(&self) -> String {
-        // Serializing plain data to JSON cannot fail.
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        format!("sha256:{}", hex::encode(Sha256::digest(json)))
+    /// An error (a path that is not UTF-8) is never a hash: a reconcile
+    /// that cannot say which spec it observed does nothing.
+    pub fn hash(&self) -> Result<String, String> {
+        let json = serde_json::to_vec(self).map_err(|e| format!("cannot hash the spec: {e}"))?;
+        Ok(format!("sha256:{}", hex::encode(Sha256::digest(json))))
     }
 
     /// `host:port` as clients write it.
@@ -103,12 +104,18 @@ impl Resolved {
     }
 }
 
+/// A path as every later step uses it: without `.` components, duplicate or
+/// trailing slashes (validation has refused `..`).
+fn normal(p: &Path) -> PathBuf {
+    super::validate::normalize(p).unwrap_or_else(|| p.to_path_buf())
+}
+
 fn storage(s: &Option<StorageSpec>, default_volume: String) -> Storage {
     match s {
         Some(StorageSpec {
             path: Some(p),
             volume: None,
-        }) => Storage::Path(p.clone()),
+        }) => Storage::Path(normal(p)),
         Some(StorageSpec {
             volume: Some(v), ..
         }) => Storage::Volume(v.clone()),
@@ -123,8 +130,8 @@ pub fn resolve(mr: &MirrorRegistry, name: &str, host: &HostFacts) -> Resolved {
     let tls = match &spec.tls {
         Some(t) => match (&t.cert_file, &t.key_file) {
             (Some(c), Some(k)) => Tls::Provided {
-                cert_file: c.clone(),
-                key_file: k.clone(),
+                cert_file: normal(c),
+                key_file: normal(k),
                 skip_hostname_check: t.skip_hostname_check,
             },
             _ => Tls::Generated {
@@ -145,15 +152,16 @@ pub fn resolve(mr: &MirrorRegistry, name: &str, host: &HostFacts) -> Resolved {
         port: u16::try_from(spec.port).unwrap_or(PORT as u16),
         root: spec
             .root
-            .clone()
+            .as_deref()
+            .map(normal)
             .unwrap_or_else(|| naming::default_root(name)),
         storage: storage(&spec.storage, naming::storage_volume(name)),
         database: quay.then(|| storage(&spec.database, naming::sqlite_volume(name))),
         tls,
         init_username: spec.init_user.username.clone(),
-        init_password_file: spec.init_user.password_file.clone(),
+        init_password_file: spec.init_user.password_file.as_deref().map(normal),
         images: Images {
-            archive: spec.images.archive.clone(),
+            archive: spec.images.archive.as_deref().map(normal),
             registry: (!quay).then(|| {
                 spec.images
                     .registry

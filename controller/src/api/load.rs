@@ -213,7 +213,7 @@ fn check(v: &mut Yaml, schema: &Json, path: &str, out: &mut Vec<Problem>) -> boo
             .any(|t| t == kind || (t == "number" && kind == "integer"));
     if !ok {
         let shown = match v {
-            Yaml::String(s) => format!(" \"{s}\""),
+            Yaml::String(s) => format!(" \"{}\"", super::validate::shown(s)),
             Yaml::Number(n) => format!(" {n}"),
             Yaml::Bool(b) => format!(" {b}"),
             _ => String::new(),

@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value as Json;
 
 use super::{Engine, MirrorRegistry, StorageSpec, API_VERSION, KIND};
 
@@ -31,6 +33,170 @@ impl fmt::Display for Problem {
             write!(f, "{}: {}", self.path, self.message)
         }
     }
+}
+
+/// Directories a `spec.root`, `spec.storage.path` or `spec.database.path`
+/// may not be, whatever the deletion policy: with `Delete` the controller
+/// removes that directory, and each of these is the host's (or every
+/// registry's) rather than one registry's. Compared after normalisation
+/// ([`normalize`]: no `.` components, duplicate or trailing slashes). An
+/// entry ending in `/*` stands for every directory directly under it (a
+/// user's home, a user's runtime directory). Directories *under* an entry
+/// are allowed: `/srv/blobs`, `/var/lib/mirror-registry/quay`.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/",
+    // The top level (FHS, with the usual merged-/usr links and mount points).
+    "/bin",
+    "/boot",
+    "/boot/efi",
+    "/dev",
+    "/dev/shm",
+    "/efi",
+    "/etc",
+    "/home",
+    "/home/*",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/run/user",
+    "/run/user/*",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    // /usr and its standard directories.
+    "/usr",
+    "/usr/bin",
+    "/usr/games",
+    "/usr/include",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/libx32",
+    "/usr/sbin",
+    "/usr/share",
+    "/usr/src",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/etc",
+    "/usr/local/games",
+    "/usr/local/include",
+    "/usr/local/lib",
+    "/usr/local/libexec",
+    "/usr/local/man",
+    "/usr/local/sbin",
+    "/usr/local/share",
+    "/usr/local/src",
+    // /var and its standard directories.
+    "/var",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/local",
+    "/var/lock",
+    "/var/log",
+    "/var/mail",
+    "/var/opt",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+    // What the registry's own machinery lives in: systemd's and podman's
+    // configuration and state, TLS trust, the parent of every default root,
+    // the controller's state directory and the default watch directory.
+    "/etc/containers",
+    "/etc/pki",
+    "/etc/ssl",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/etc/systemd/user",
+    "/etc/mirror-registry",
+    "/run/containers",
+    "/run/podman",
+    "/run/systemd",
+    "/var/lib/containers",
+    "/var/lib/containers/storage",
+    "/var/lib/systemd",
+    "/var/lib/mirror-registry",
+    "/var/lib/mirror-registry-controller",
+];
+
+/// `p` with `.` components, duplicate and trailing slashes removed; `None`
+/// when it has a `..` component, which only the file system (symbolic
+/// links) can resolve.
+pub fn normalize(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => return None,
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
+/// The [`SYSTEM_DIRS`] entry an absolute path is, after normalisation.
+pub fn system_dir(p: &Path) -> Option<&'static str> {
+    let p = normalize(p)?;
+    SYSTEM_DIRS
+        .iter()
+        .copied()
+        .find(|d| match d.strip_suffix("/*") {
+            Some(parent) => p.parent() == Some(Path::new(parent)),
+            None => p == Path::new(d),
+        })
+}
+
+/// Characters no string of a spec may hold: control characters (newline,
+/// carriage return, tab, NUL and the rest of C0, DEL, C1 with NEL), the
+/// Unicode line and paragraph separators (line breaks to YAML 1.1 readers
+/// such as Quay's and the registry's), the byte order mark and the
+/// non-characters U+FFFE and U+FFFF. Neither a unit file nor the config
+/// files can hold them as themselves.
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+}
+
+/// The first forbidden character of `s` and its position (in characters).
+pub fn forbidden_char(s: &str) -> Option<(usize, char)> {
+    s.chars().enumerate().find(|(_, c)| is_forbidden_char(*c))
+}
+
+/// A value as a message shows it: forbidden characters escaped (`\n`,
+/// `\u{7f}`), so a problem stays on one line whatever the value holds.
+pub fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if is_forbidden_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// "a control character (U+000A) at character 5", for messages.
+pub fn describe_forbidden(i: usize, c: char) -> String {
+    let what = if c.is_control() {
+        "a control character"
+    } else {
+        "a line separator or non-character"
+    };
+    format!("{what} (U+{:04X}) at character {}", u32::from(c), i + 1)
 }
 
 /// RFC 1123 DNS label as Kubernetes names use it.
@@ -80,8 +246,60 @@ fn is_username(s: &str) -> bool {
         })
 }
 
+/// An image reference as podman reads one (`[host[:port]/]path[:tag][@digest]`):
+/// it starts with a letter or digit, so podman cannot take it for an
+/// option, and holds only letters, digits and `._-/:@`, so it needs no
+/// quoting anywhere.
 fn is_image_ref(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    s.len() <= 4096
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b':' | b'@')
+        })
+}
+
+/// A string found in a serialized spec: a value, or a key of a free-form map.
+struct Found<'a> {
+    path: String,
+    text: &'a str,
+    key: bool,
+}
+
+/// Every string of a serialized spec with its field path: apiVersion, kind,
+/// metadata (labels and annotations, their keys too) and spec, whatever
+/// fields the types grow. A key that is not an identifier is written
+/// `labels["a.b/c"]`.
+fn strings<'a>(v: &'a Json, path: &str, out: &mut Vec<Found<'a>>) {
+    match v {
+        Json::String(s) => out.push(Found {
+            path: path.to_string(),
+            text: s,
+            key: false,
+        }),
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                strings(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        Json::Object(map) => {
+            for (k, item) in map {
+                let identifier =
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                let here = match (identifier, path.is_empty()) {
+                    (true, true) => k.clone(),
+                    (true, false) => format!("{path}.{k}"),
+                    (false, _) => format!("{path}[\"{}\"]", shown(k).replace('"', "\\\"")),
+                };
+                out.push(Found {
+                    path: here.clone(),
+                    text: k,
+                    key: true,
+                });
+                strings(item, &here, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 struct Collector(Vec<Problem>);
@@ -96,28 +314,106 @@ impl Collector {
             if !p.is_absolute() {
                 self.push(
                     path,
-                    format!("must be an absolute path, got '{}'", p.display()),
+                    format!(
+                        "must be an absolute path, got '{}'",
+                        shown(&p.display().to_string())
+                    ),
+                );
+            }
+            if normalize(p).is_none() {
+                self.push(
+                    path,
+                    format!(
+                        "must not contain '..' components, got '{}'",
+                        shown(&p.display().to_string())
+                    ),
                 );
             }
         }
     }
 
-    fn storage(&mut self, path: &str, s: Option<&StorageSpec>) {
+    /// A host directory podman mounts (`--volume SOURCE:TARGET:OPTIONS`)
+    /// and deletionPolicy Delete may remove: absolute, normalisable, with
+    /// neither podman's separators nor a system directory.
+    fn data_dir(&mut self, path: &str, p: Option<&Path>, example: &str) {
+        let Some(p) = p else { return };
+        self.absolute(path, Some(p));
+        let text = p.display().to_string();
+        for (sep, role) in [
+            (':', "separates a volume's source, destination and options"),
+            (',', "separates a volume's options"),
+        ] {
+            if text.contains(sep) {
+                self.push(
+                    path,
+                    format!(
+                        "must not contain '{sep}' (podman's --volume {role}), got '{}'",
+                        shown(&text)
+                    ),
+                );
+            }
+        }
+        if p.is_absolute() {
+            if let Some(dir) = system_dir(p) {
+                let which = match dir.strip_suffix("/*") {
+                    Some(parent) => format!("{}, directly under {parent}", shown(&text)),
+                    None => dir.to_string(),
+                };
+                self.push(
+                    path,
+                    format!(
+                        "must not be {which}: a system directory that deletionPolicy Delete would wipe \
+                         (the list: SYSTEM_DIRS in controller/src/api/validate.rs); \
+                         use a directory of the registry's own, like {example}"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn storage(&mut self, path: &str, s: Option<&StorageSpec>, example: &str) {
         let Some(s) = s else { return };
         match (&s.volume, &s.path) {
             (Some(_), Some(_)) => self.push(path, "set either volume or path, not both"),
             (None, None) => self.push(path, "set one of volume or path"),
             (Some(v), None) if !is_volume_name(v) => self.push(
                 &format!("{path}.volume"),
-                format!("'{v}' is not a valid volume name (letters, digits, '_', '.', '-'; starting with a letter or digit)"),
+                format!("'{}' is not a valid volume name (letters, digits, '_', '.', '-'; starting with a letter or digit)", shown(v)),
             ),
-            (None, Some(p)) => {
-                self.absolute(&format!("{path}.path"), Some(p));
-                if p == Path::new("/") {
-                    self.push(&format!("{path}.path"), "must not be /");
-                }
-            }
+            (None, Some(p)) => self.data_dir(&format!("{path}.path"), Some(p), example),
             _ => {}
+        }
+    }
+
+    /// Every string of the spec, keys of labels and annotations too: none
+    /// may hold a control character (see [`is_forbidden_char`]).
+    fn forbidden_chars(&mut self, mr: &MirrorRegistry) {
+        // Plain data serializes; the status is the controller's, not the spec.
+        let parts = [
+            ("apiVersion", Json::String(mr.api_version.clone())),
+            ("kind", Json::String(mr.kind.clone())),
+            (
+                "metadata",
+                serde_json::to_value(&mr.metadata).unwrap_or(Json::Null),
+            ),
+            ("spec", serde_json::to_value(&mr.spec).unwrap_or(Json::Null)),
+        ];
+        let mut found = Vec::new();
+        for (field, value) in &parts {
+            strings(value, field, &mut found);
+        }
+        for f in found {
+            if let Some((i, ch)) = forbidden_char(f.text) {
+                let what = if f.key { "key" } else { "value" };
+                self.push(
+                    &f.path,
+                    format!(
+                        "{what} '{}' holds {}: control characters (newline, tab, NUL, ...) are not allowed in any field",
+                        shown(f.text),
+                        describe_forbidden(i, ch)
+                    ),
+                );
+            }
         }
     }
 
@@ -139,14 +435,15 @@ impl Collector {
 /// absent, the file's stem (`name_from_file` says which, for the message).
 pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Problem> {
     let mut c = Collector(Vec::new());
+    c.forbidden_chars(mr);
     if mr.api_version != API_VERSION {
         c.push(
             "apiVersion",
-            format!("must be {API_VERSION}, got '{}'", mr.api_version),
+            format!("must be {API_VERSION}, got '{}'", shown(&mr.api_version)),
         );
     }
     if mr.kind != KIND {
-        c.push("kind", format!("must be {KIND}, got '{}'", mr.kind));
+        c.push("kind", format!("must be {KIND}, got '{}'", shown(&mr.kind)));
     }
     if !is_dns1123_label(name) {
         let source = if name_from_file {
@@ -156,25 +453,37 @@ pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Pr
         };
         c.push(
             "metadata.name",
-            format!("must be a DNS-1123 label (lower-case letters, digits, '-', at most 63), got '{name}'{source}"),
+            format!("must be a DNS-1123 label (lower-case letters, digits, '-', at most 63), got '{}'{source}", shown(name)),
         );
     }
 
     let s = &mr.spec;
     if let Some(h) = &s.hostname {
         if !is_hostname(h) {
-            c.push("spec.hostname", format!("'{h}' is not a valid host name"));
+            c.push(
+                "spec.hostname",
+                format!("'{}' is not a valid host name", shown(h)),
+            );
         }
     }
     if !(1..=65535).contains(&s.port) {
         c.push("spec.port", format!("must be 1-65535, got {}", s.port));
     }
-    c.absolute("spec.root", s.root.as_deref());
-    if s.root.as_deref() == Some(Path::new("/")) {
-        c.push("spec.root", "must not be /");
-    }
-    c.storage("spec.storage", s.storage.as_ref());
-    c.storage("spec.database", s.database.as_ref());
+    c.data_dir(
+        "spec.root",
+        s.root.as_deref(),
+        &format!("/var/lib/mirror-registry/{}", shown(name)),
+    );
+    c.storage(
+        "spec.storage",
+        s.storage.as_ref(),
+        &format!("/srv/{}-storage", shown(name)),
+    );
+    c.storage(
+        "spec.database",
+        s.database.as_ref(),
+        &format!("/srv/{}-sqlite-storage", shown(name)),
+    );
     c.only_for(
         "spec.database",
         s.database.is_some(),
@@ -203,7 +512,7 @@ pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Pr
             if !is_hostname(san) {
                 c.push(
                     &format!("spec.tls.extraSans[{i}]"),
-                    format!("'{san}' is not a host name or IP address"),
+                    format!("'{}' is not a host name or IP address", shown(san)),
                 );
             }
         }
@@ -214,7 +523,7 @@ pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Pr
             "spec.initUser.username",
             format!(
                 "'{}' is not a valid user name (2-255 lower-case letters and digits, separated by '.', '_' or '-')",
-                s.init_user.username
+                shown(&s.init_user.username)
             ),
         );
     }
@@ -248,7 +557,10 @@ pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Pr
             if !is_image_ref(v) {
                 c.push(
                     &format!("spec.images.{field}"),
-                    format!("'{v}' is not an image reference"),
+                    format!(
+                        "'{}' is not an image reference (letters, digits and '._-/:@', starting with a letter or digit)",
+                        shown(v)
+                    ),
                 );
             }
         }
@@ -275,5 +587,34 @@ mod tests {
         assert!(!is_username("Init"));
         assert!(!is_username("a"));
         assert!(!is_username("a:b"));
+    }
+
+    #[test]
+    fn normalisation_and_system_directories() {
+        let n = |p: &str| normalize(Path::new(p)).map(|p| p.display().to_string());
+        assert_eq!(n("/srv//a/./b/").as_deref(), Some("/srv/a/b"));
+        assert_eq!(n("/a/../b"), None);
+        assert_eq!(system_dir(Path::new("/etc/")), Some("/etc"));
+        assert_eq!(system_dir(Path::new("//usr/./local")), Some("/usr/local"));
+        assert_eq!(system_dir(Path::new("/home/alice/")), Some("/home/*"));
+        assert_eq!(system_dir(Path::new("/home/alice/registry")), None);
+        assert_eq!(system_dir(Path::new("/var/lib/mirror-registry/quay")), None);
+        for d in SYSTEM_DIRS {
+            assert!(
+                d.starts_with('/') && (d.len() == 1 || !d.ends_with('/')),
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_show_control_characters_escaped() {
+        assert_eq!(shown("a\nb\u{0}\u{2028}é"), "a\\nb\\u{0}\\u{2028}é");
+        assert_eq!(forbidden_char("ab\tc"), Some((2, '\t')));
+        assert!(!is_image_ref("-v/:/host"));
+        assert!(!is_image_ref("#x"));
+        assert!(is_image_ref(
+            "registry.example.org:5000/a/b:1@sha256:0123abcd"
+        ));
     }
 }

@@ -8,13 +8,31 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use mirror_registry::api::defaults::HostFacts;
-use mirror_registry::host::{self, podman, systemd};
+use mirror_registry::host::{self, lock, podman, systemd};
 use mirror_registry::reconcile::{run, Context, StatusMode};
 use mirror_registry::settings::{self, Scope};
 use mirror_registry::telemetry::{self, LogFormat};
 
+/// The exit status of a controller that another one keeps out.
+const EXIT_LOCKED: i32 = 3;
+
+const AFTER_HELP: &str = "\
+One controller per directory: the controller holds an exclusive lock on
+<state-dir>/.lock and on the watch directory for as long as it runs (the
+kernel drops it when the process ends, however it ends). Another controller
+started on either directory, --once included, refuses before touching
+anything, naming the holder (pid and unit); --lock-timeout makes it wait for
+the holder to exit first (the unit mrctl install writes waits 30s).
+
+Exit status:
+  0  stopped by SIGTERM or SIGINT; with --once, every registry is Ready
+  1  an error; with --once, a registry is not Ready within --once-timeout,
+     or podman's socket or the systemd manager did not answer within 30s
+  2  invalid arguments
+  3  another controller holds the lock of the state or watch directory";
+
 #[derive(Debug, Parser)]
-#[command(name = "mirror-registry-controller", version, about)]
+#[command(name = "mirror-registry-controller", version, about, after_help = AFTER_HELP)]
 struct Args {
     /// Directory of MirrorRegistry spec files (*.yaml, *.yml).
     #[arg(long, env = settings::env::WATCH_DIR, default_value = settings::DEFAULT_WATCH_DIR)]
@@ -47,12 +65,20 @@ struct Args {
         default_value = "inline"
     )]
     status_mode: StatusMode,
-    /// Reconcile every spec once and exit: 0 only if all are Ready.
+    /// Reconcile every spec once and exit: 0 only if all are Ready. Takes
+    /// the same lock as the daemon: refuses (exit 3) while another
+    /// controller runs on these directories.
     #[arg(long, env = "MIRROR_REGISTRY_ONCE")]
     once: bool,
-    /// With --once: how long to wait for registries to become Ready.
+    /// With --once: how long to wait for registries to become Ready. It
+    /// ends sooner, with status 1 naming the socket or bus, when podman's
+    /// API socket or the systemd manager does not answer within 30s.
     #[arg(long, env = "MIRROR_REGISTRY_ONCE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     once_timeout: Duration,
+    /// How long to wait for another controller holding the state or watch
+    /// directory's lock to exit before refusing (exit 3); 0s: refuse at once.
+    #[arg(long, env = lock::LOCK_TIMEOUT_ENV, default_value = "0s", value_parser = humantime::parse_duration)]
+    lock_timeout: Duration,
     #[arg(
         long,
         env = "MIRROR_REGISTRY_LOG_FORMAT",
@@ -84,9 +110,27 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| podman::default_socket(args.scope == Scope::User)),
     );
     let cx = Arc::new(cx);
+    // Before anything is written: a second controller leaves everything as
+    // the first one keeps it.
+    let held = match run::take_lock(&cx, args.lock_timeout, !args.once) {
+        Ok(l) => l,
+        Err(e) if e.is_held() => {
+            let msg = if args.once {
+                format!(
+                    "{e}; refusing to run --once beside it (it converges these registries already)"
+                )
+            } else {
+                format!("{e}; refusing to start")
+            };
+            tracing::error!("{msg}");
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&msg)]);
+            std::process::exit(EXIT_LOCKED);
+        }
+        Err(e) => return Err(e).context("take the controller's lock"),
+    };
     if args.once {
-        let ready = run::once(cx, args.once_timeout).await?;
+        let ready = run::once(cx, args.once_timeout, &held).await?;
         std::process::exit(if ready { 0 } else { 1 });
     }
-    run::run(cx, args.resync_interval).await
+    run::run(cx, args.resync_interval, held).await
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::state::Paths;
 use super::wait::{self, Target};
 use super::{Error, Result, EXIT_FAILED, EXIT_OK};
-use crate::api::load;
+use crate::api::{load, DeletionPolicy};
 use crate::host::files;
 use crate::spec_file::splice::without_status;
 
@@ -34,6 +34,10 @@ pub struct DeleteArgs {
     /// A registry that does not exist is not an error.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// Say what would be removed (with deletionPolicy Delete, which
+    /// volumes and directories), and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// What apply did, in kubectl's words.
@@ -84,6 +88,18 @@ pub fn place(paths: &Paths, source: &Path, text: &[u8]) -> Result<(String, PathB
         ))
     })?;
     let name = loaded.name.clone();
+    // A shared root, storage, database or port would be refused by the
+    // controller (or take another's): say so before anything is placed.
+    let resolved = crate::api::defaults::resolve(&loaded.resource, &name, paths.host());
+    let clashes = paths.clashes_with_others(&resolved)?;
+    if !clashes.is_empty() {
+        return Err(Error::Failed(format!(
+            "{}: {}\n{}: collides with another registry; nothing applied",
+            source.display(),
+            clashes.join(&format!("\n{}: ", source.display())),
+            source.display()
+        )));
+    }
     let existing = paths.lookup(&name)?;
     let files = existing
         .as_ref()
@@ -175,6 +191,11 @@ pub async fn delete(paths: &Paths, args: DeleteArgs) -> Result<i32> {
         }
         return Err(Error::NotFound(name));
     };
+    announce(paths, &r, args.dry_run)?;
+    if args.dry_run {
+        outln!("mirrorregistry/{name} would be deleted (dry run: nothing changed)");
+        return Ok(EXIT_OK);
+    }
     if r.files.is_empty() {
         outln!("mirrorregistry/{name} is already being deleted");
     } else {
@@ -194,4 +215,39 @@ pub async fn delete(paths: &Paths, args: DeleteArgs) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Before a delete: what the teardown will remove besides units, containers
+/// and pod. It follows the ownership record's deletionPolicy (the spec as
+/// the controller last applied it), so that is what is announced.
+fn announce(paths: &Paths, r: &super::state::Registry, dry_run: bool) -> Result<()> {
+    // Nothing recorded: nothing was created, nothing to announce.
+    let Some(rec) = &r.record else {
+        return Ok(());
+    };
+    let will = if dry_run { "would" } else { "will" };
+    if rec.deletion_policy != DeletionPolicy::Delete {
+        outln!(
+            "mirrorregistry/{}: deletionPolicy Retain: its units, containers and pod {will} go; its data {will} be kept",
+            r.name
+        );
+        return Ok(());
+    }
+    let others = crate::reconcile::teardown::others_claims(&paths.state_dir, &r.name)?;
+    let plan = crate::reconcile::removal::plan(rec, &others);
+    outln!(
+        "mirrorregistry/{}: deletionPolicy Delete: besides its units, containers and pod, the controller {will} remove:",
+        r.name
+    );
+    let lines = plan.lines();
+    if lines.is_empty() {
+        outln!("  (no data of its own)");
+    }
+    for l in lines {
+        outln!("  - {l}");
+    }
+    for k in &plan.kept {
+        outln!("  kept: {k}");
+    }
+    Ok(())
 }

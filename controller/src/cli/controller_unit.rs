@@ -1,12 +1,21 @@
 //! The controller's own systemd unit, as `mrctl install` writes it:
 //! Type=notify (the controller says READY=1 once it watches), a watchdog it
 //! pings, Restart=always, logs to the journal. Managed over D-Bus.
+//!
+//! One controller per directory (see `host::lock`): a restart is safe, since
+//! systemd stops the old process before it starts the new one, and the unit
+//! sets `MIRROR_REGISTRY_LOCK_TIMEOUT` ([`LOCK_TIMEOUT`]) so that a new
+//! process finding the lock still held (a controller started by hand, a
+//! `--once`, a unit of another scope on the same directories) waits that
+//! long for it to exit rather than failing at once; then it fails, and
+//! Restart=always tries again until the other one is gone.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Error, Result};
 use crate::host::files;
+use crate::host::lock;
 use crate::host::systemd::Systemd;
 use crate::settings::{self, Scope};
 
@@ -28,6 +37,10 @@ pub struct ControllerArgs {
     #[arg(long = "controller-watchdog", default_value = "30s", value_parser = humantime::parse_duration, hide = true)]
     pub controller_watchdog: Duration,
 }
+
+/// How long the unit's controller waits for another holder of its lock to
+/// exit (well within TimeoutStartSec=).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `NAME` → `NAME.service`.
 pub fn unit_name(name: &str) -> String {
@@ -67,6 +80,10 @@ pub fn unit_text(c: &UnitConfig) -> String {
         env_line(settings::env::SCOPE, &c.scope.to_string()),
         env_line(settings::env::WATCH_DIR, &c.watch_dir.display().to_string()),
         env_line(settings::env::STATE_DIR, &c.state_dir.display().to_string()),
+        env_line(
+            lock::LOCK_TIMEOUT_ENV,
+            &humantime::format_duration(LOCK_TIMEOUT).to_string(),
+        ),
     ];
     env.extend(c.env.iter().map(|(k, v)| env_line(k, v)));
     let log = match &c.log_file {
@@ -151,6 +168,21 @@ fn managed(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The directory a controller unit's text gives for `key`.
+fn managed_dir(text: &str, key: &str) -> Option<PathBuf> {
+    managed(text)
+        .into_iter()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(PathBuf::from))
+}
+
+/// Another process than `unit` holding the lock of the directories the
+/// unit's text names: the unit's controller would wait for it.
+fn lock_holder(text: &str, unit: &str) -> Option<lock::Error> {
+    let state = managed_dir(text, settings::env::STATE_DIR)?;
+    let watch = managed_dir(text, settings::env::WATCH_DIR)?;
+    lock::probe(&state, &watch).filter(|e| e.holder().and_then(|h| h.unit.as_deref()) != Some(unit))
+}
+
 /// What `ensure` did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Ensured {
@@ -207,6 +239,14 @@ pub async fn ensure(systemd: &Systemd, unit_dir: &Path, unit: &str, text: &str) 
     let started = if state.active_state == "active" && !file_changed {
         false
     } else {
+        // A restart stops the unit's own controller first; anyone else
+        // holding the lock is waited for, up to LOCK_TIMEOUT.
+        if let Some(held) = lock_holder(text, unit) {
+            eprintln!(
+                "{held}; {unit} waits up to {} for it to exit",
+                humantime::format_duration(LOCK_TIMEOUT)
+            );
+        }
         if state.active_state == "active" {
             systemd.restart(unit).await
         } else {
@@ -214,8 +254,15 @@ pub async fn ensure(systemd: &Systemd, unit_dir: &Path, unit: &str, text: &str) 
             systemd.start(unit).await
         }
         .map_err(|e| {
+            let held = lock_holder(text, unit)
+                .map(|h| {
+                    format!(
+                        "; {h}: {unit} keeps trying (Restart=always) and takes over once it exits"
+                    )
+                })
+                .unwrap_or_default();
             Error::Failed(format!(
-                "{e}; the controller did not report ready (see its log: journalctl{} -u {unit})",
+                "{e}; the controller did not report ready (see its log: journalctl{} -u {unit}){held}",
                 if systemd.scope() == Scope::User {
                     " --user"
                 } else {
@@ -269,6 +316,7 @@ mod tests {
             "Environment=\"MIRROR_REGISTRY_SCOPE=user\"\n",
             "Environment=\"MIRROR_REGISTRY_WATCH_DIR=/srv/specs 100%%\"\n",
             "Environment=\"MIRROR_REGISTRY_STATE_DIR=/var/lib/x\"\n",
+            "Environment=\"MIRROR_REGISTRY_LOCK_TIMEOUT=30s\"\n",
             "Environment=\"XDG_RUNTIME_DIR=/run/user/0\"\n",
             "ExecStart=/usr/local/bin/mirror-registry-controller\n",
             "StandardError=journal\n",
@@ -319,6 +367,14 @@ mod tests {
             ..c
         });
         assert_ne!(managed(&other), managed(&a));
+        assert_eq!(
+            managed_dir(&other, settings::env::WATCH_DIR),
+            Some(PathBuf::from("/elsewhere"))
+        );
+        assert_eq!(
+            managed_dir(&a, settings::env::STATE_DIR),
+            Some(PathBuf::from("/s"))
+        );
     }
 
     #[test]

@@ -174,9 +174,9 @@ pub fn object(r: &Registry) -> Value {
         // the controller refuses.
         Spec::Invalid(_) => (
             Value::Null,
-            r.file()
-                .and_then(|f| std::fs::read(f).ok())
-                .and_then(|b| serde_yaml::from_slice::<Value>(&b).ok())
+            r.text
+                .as_deref()
+                .and_then(|b| serde_yaml::from_slice::<Value>(b).ok())
                 .and_then(|v| v.get("spec").cloned()),
         ),
         _ => (Value::Null, None),

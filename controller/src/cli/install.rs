@@ -24,12 +24,8 @@ use crate::host::files;
 use crate::host::podman::Podman;
 use crate::host::systemd::{self, Systemd};
 use crate::naming;
-use crate::reconcile::record;
+use crate::reconcile::{admission, record};
 use crate::settings::Scope;
-
-/// The file, under the registry's secrets directory, that keeps a password
-/// given with --initPassword (never on a command line of anything spawned).
-pub const PASSWORD_FILE: &str = "init-password";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineArg {
@@ -98,22 +94,6 @@ pub struct InstallArgs {
     pub image_archive: Option<PathBuf>,
     /// How long to wait for the registry to become Ready.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    #[command(flatten)]
-    pub controller: ControllerArgs,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct UninstallArgs {
-    /// Registry name.
-    #[arg(long, default_value = "quay")]
-    pub name: String,
-    /// Delete the data too (volumes, storage, root directory), without
-    /// asking. Without it, a terminal is asked; otherwise data is kept.
-    #[arg(long = "autoApprove")]
-    pub auto_approve: bool,
-    /// How long to wait for the teardown.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub controller: ControllerArgs,
@@ -498,7 +478,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
         .map(absolute)
         .unwrap_or_else(|| naming::default_root(&name));
     let password_file = match (&password, &a.init_password_file) {
-        (Some(_), _) => Some(naming::root::secrets_dir(&root).join(PASSWORD_FILE)),
+        (Some(_), _) => Some(naming::root::init_password_file(&root)),
         (None, Some(f)) => {
             let f = absolute(f);
             credentials::read_password_file(&f)
@@ -578,6 +558,9 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
             }
         }
     }
+    if fresh {
+        refuse_collisions(paths, &resolved).await?;
+    }
     if fresh && !port_free(resolved.port) {
         return Err(Error::Failed(format!(
             "port {} is already in use on this host; choose another with --quayHostname {}:PORT",
@@ -596,6 +579,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     .await?;
 
     if let (Some(pw), Some(pf)) = (&password, &password_file) {
+        record_created_root(paths, &name, &root, pf)?;
         files::ensure_dir(&root, 0o700)?;
         files::ensure_dir(&naming::root::secrets_dir(&root), 0o700)?;
         files::write_if_changed(pf, format!("{pw}\n").as_bytes(), 0o600)?;
@@ -617,169 +601,60 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Asks on a terminal whether data should go too; anything but yes keeps it.
-fn ask_delete_data(name: &str, root: Option<&Path>) -> bool {
-    eprint!(
-        "Delete the data of mirrorregistry/{name} too (its volumes and storage{})? [y/N] ",
-        root.map(|r| format!(", {}", r.display()))
-            .unwrap_or_default()
-    );
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-}
-
-/// A root directory holding nothing but what the controller puts there.
-fn looks_like_root(root: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return false;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .all(|e| matches!(e.file_name().to_str(), Some("config" | "tls" | "secrets")))
-}
-
-pub async fn uninstall(paths: &Paths, a: UninstallArgs) -> Result<i32> {
-    let name = a.name.clone();
-    let unit = unit_name(&a.controller.controller_unit);
-    let unit_dir = systemd::unit_dir(paths.scope)?;
-    let unit_file = unit_dir.join(&unit);
-    let existing = paths.lookup(&name)?;
-    if existing.is_none() && !unit_file.exists() {
-        outln!("mirrorregistry/{name} is not installed; nothing to do");
-        return Ok(EXIT_OK);
-    }
-    let systemd = Systemd::connect(paths.scope).await?;
-    if let Some(r) = &existing {
-        let root = r
-            .resolved(paths.host())
-            .map(|x| x.root)
-            .or_else(|| r.record.as_ref().map(|x| x.root.clone()));
-        let delete_data = a.auto_approve
-            || (std::io::stdin().is_terminal() && ask_delete_data(&name, root.as_deref()));
-        // The controller tears the registry down: make sure it runs.
-        if unit_file.exists() {
-            let st = systemd.unit(&unit).await?;
-            if st.active_state != "active" {
-                systemd.reset_failed(&unit).await?;
-                systemd.start(&unit).await?;
-            }
-        }
-        if delete_data {
-            match (&r.spec, r.file()) {
-                (Spec::Valid(l), Some(f)) if l.resource.spec.deletion_policy != DeletionPolicy::Delete => {
-                    edit_spec(&paths.watch_dir, f, |doc| {
-                        set_spec_value(doc, &["deletionPolicy"], Some("Delete".into()))
-                    })?;
-                    // Teardown follows the ownership record: wait until the
-                    // controller has recorded the new policy.
-                    let recorded = wait_record(paths, &name, a.timeout).await?;
-                    if !recorded {
-                        return Err(Error::Failed(format!(
-                            "the controller did not record deletionPolicy: Delete for mirrorregistry/{name} within {}; is {unit} running?",
-                            humantime::format_duration(a.timeout)
-                        )));
-                    }
-                }
-                (Spec::Valid(_), _) | (Spec::Missing, _) => {}
-                _ => {
-                    return Err(Error::Failed(format!(
-                        "mirrorregistry/{name}: its spec file is not valid, so the data cannot be marked for deletion; fix it, or uninstall without --autoApprove"
-                    )))
-                }
-            }
-        }
-        let kept = r.record.clone();
-        for f in &r.files {
-            files::remove_if_exists(f)?;
-        }
-        outln!("mirrorregistry/{name}: spec removed; the controller tears it down");
-        let gone = wait::until(paths, &name, &Target::Delete, a.timeout, &mut |_| {}).await?;
-        if !gone {
-            return Err(Error::Failed(format!(
-                "mirrorregistry/{name} was not torn down within {}; is the controller ({unit}) running for {}? See `mrctl describe {name}`",
-                humantime::format_duration(a.timeout),
-                paths.watch_dir.display()
-            )));
-        }
-        outln!("mirrorregistry/{name}: units, containers and pod removed");
-        if delete_data {
-            let removed = remove_leftovers(paths, &name, root.as_deref()).await?;
-            outln!(
-                "data deleted{}",
-                if removed.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (also {})", removed.join(", "))
-                }
-            );
-        } else if let Some(rec) = kept {
-            let mut what: Vec<String> = rec.volumes.iter().map(|v| format!("volume {v}")).collect();
-            what.extend(rec.data_paths.iter().map(|p| p.display().to_string()));
-            what.push(rec.root.display().to_string());
-            outln!(
-                "data kept: {} (a new install with the same name serves it again; `mrctl uninstall --autoApprove` deletes it)",
-                what.join(", ")
-            );
-        }
-    }
-    let others: Vec<String> = paths.list()?.into_iter().map(|r| r.name).collect();
-    if unit_file.exists() {
-        if others.is_empty() {
-            controller_unit::remove(&systemd, &unit_dir, &unit).await?;
-            outln!("controller {unit}: stopped and removed");
-        } else {
-            outln!(
-                "controller {unit}: kept, it still manages {}",
-                others.join(", ")
-            );
-        }
-    }
-    Ok(EXIT_OK)
-}
-
-/// Waits until the ownership record carries deletionPolicy Delete (or
-/// there is none: nothing was created yet).
-async fn wait_record(paths: &Paths, name: &str, timeout: Duration) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match record::load(&paths.state_dir, name)? {
-            None => return Ok(true),
-            Some(r) if r.deletion_policy == DeletionPolicy::Delete => return Ok(true),
-            _ => {}
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(wait::POLL).await;
-    }
-}
-
-/// After a teardown with deletionPolicy Delete: volumes an earlier install
-/// of the same name created (the record of this one no longer lists them),
-/// and a root the controller never got to. Only what carries this
-/// registry's owner label, or holds nothing but the root layout.
-async fn remove_leftovers(paths: &Paths, name: &str, root: Option<&Path>) -> Result<Vec<String>> {
-    let mut removed = Vec::new();
+/// Before a new registry's spec is written: another registry's root,
+/// storage, database or port, or a container, pod, volume, unit file or
+/// trust entry under its names that is not its own, is refused here rather
+/// than by the controller later.
+async fn refuse_collisions(paths: &Paths, r: &Resolved) -> Result<()> {
+    let mut problems = paths.clashes_with_others(r)?;
+    let desired = crate::render::render(r, &paths.render_context()).map_err(Error::Failed)?;
     let podman = Podman::connect(&paths.podman_socket).await?;
-    for v in podman.volumes_labelled(naming::OWNER_LABEL, name).await? {
-        if v.labels.get(naming::MANAGED_BY_LABEL).map(String::as_str) == Some(naming::MANAGED_BY) {
-            podman.remove_volume(&v.name).await?;
-            removed.push(format!("volume {}", v.name));
-        }
+    let unit_dir = systemd::unit_dir(paths.scope)?;
+    let certs_d = crate::settings::certs_d();
+    let record = record::load(&paths.state_dir, &r.name)?;
+    problems.extend(
+        admission::foreign_objects((&unit_dir, &certs_d), &podman, r, &desired, record.as_ref())
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?,
+    );
+    if problems.is_empty() {
+        return Ok(());
     }
-    if let Some(root) = root.filter(|r| r.is_dir() && looks_like_root(r)) {
-        std::fs::remove_dir_all(root).map_err(|source| Error::Io {
-            op: "remove",
-            path: root.to_path_buf(),
-            source,
-        })?;
-        removed.push(root.display().to_string());
+    Err(Error::Failed(format!(
+        "mirrorregistry/{} cannot be installed:\n  {}\nnothing was written; choose another --name, --quayRoot, storage or port, or remove what is in the way",
+        r.name,
+        problems.join("\n  ")
+    )))
+}
+
+/// install writes the password file before the controller sees the spec;
+/// when that creates the root, the ownership record says so first, so that
+/// deletionPolicy Delete may later remove it (a root that existed never is).
+fn record_created_root(paths: &Paths, name: &str, root: &Path, password_file: &Path) -> Result<()> {
+    // A root that exists (kept by an earlier uninstall, or the user's) is
+    // the controller's to judge, from its record or what a Retain
+    // teardown kept.
+    if root.symlink_metadata().is_ok() || record::load(&paths.state_dir, name)?.is_some() {
+        return Ok(());
     }
-    Ok(removed)
+    let secrets = naming::root::secrets_dir(root);
+    let mut rec = record::Record {
+        name: name.to_string(),
+        root: root.to_path_buf(),
+        ..record::Record::default()
+    };
+    rec.created_dirs.extend(
+        [root.to_path_buf(), secrets]
+            .into_iter()
+            .filter(|d| d.symlink_metadata().is_err()),
+    );
+    if password_file.starts_with(root) {
+        rec.files.insert(password_file.to_path_buf());
+    }
+    if !rec.created_dirs.is_empty() || !rec.files.is_empty() {
+        record::save(&paths.state_dir, &rec)?;
+    }
+    Ok(())
 }
 
 pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
@@ -830,12 +705,7 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
         }
     };
     // The new spec, checked before anything changes.
-    let mut doc: serde_yaml::Value =
-        serde_yaml::from_slice(&std::fs::read(&file).map_err(|source| Error::Io {
-            op: "read",
-            path: file.clone(),
-            source,
-        })?)
+    let mut doc: serde_yaml::Value = serde_yaml::from_slice(&paths.read_spec(&file)?)
         .map_err(|e| Error::Failed(format!("{}: {e}", file.display())))?;
     apply(&mut doc);
     let new_text = serde_yaml::to_string(&doc)
@@ -857,7 +727,7 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
     if old == new {
         outln!("mirrorregistry/{name} is up to date ({})", after.join(", "));
     } else {
-        edit_spec(&paths.watch_dir, &file, apply)?;
+        edit_spec(paths, &file, apply)?;
         outln!(
             "mirrorregistry/{name}: images {} -> {}",
             before.join(", "),

@@ -29,6 +29,7 @@ pub mod install;
 pub mod logs;
 pub mod render;
 pub mod state;
+pub mod uninstall;
 pub mod validate;
 pub mod wait;
 
@@ -118,7 +119,7 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Remove a registry (and the controller when it manages nothing else);
     /// data is kept unless --autoApprove.
-    Uninstall(install::UninstallArgs),
+    Uninstall(uninstall::UninstallArgs),
     /// Move a registry to new images (and the controller unit to this
     /// binary); data, config and credentials are kept.
     Upgrade(install::UpgradeArgs),
@@ -209,11 +210,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait(a) => block_on(wait::run(&paths, a)),
         Command::Credentials(a) => credentials::run(&paths, a),
         Command::Logs(a) => block_on(logs::run(&paths, a)),
-        Command::Validate(a) => validate::run(a),
+        Command::Validate(a) => validate::run(&paths, a),
         Command::Render(a) => render::run(&paths, a),
         Command::Explain(a) => explain::run(a),
         Command::Install(a) => block_on(install::install(&paths, a)),
-        Command::Uninstall(a) => block_on(install::uninstall(&paths, a)),
+        Command::Uninstall(a) => block_on(uninstall::uninstall(&paths, a)),
         Command::Upgrade(a) => block_on(install::upgrade(&paths, a)),
         Command::Completion(a) => completion::completion(a),
         Command::Man => completion::man(),

@@ -15,7 +15,7 @@ use crate::api::load::{self, Invalid, Loaded};
 use crate::api::{Condition, Status};
 use crate::host::{self, files, podman};
 use crate::reconcile::record::{self, Record};
-use crate::reconcile::{index, status as st};
+use crate::reconcile::{claims, index, status as st};
 use crate::settings::{self, Scope};
 
 /// The directories and scope every command works with.
@@ -76,6 +76,14 @@ impl Paths {
         }
     }
 
+    /// A spec file read through the same gate as the controller's (a
+    /// bounded read of a regular file inside the watch directory; in system
+    /// scope only root's, not writable by others).
+    pub fn read_spec(&self, path: &Path) -> Result<Vec<u8>> {
+        crate::spec_file::read::read_spec(path, &self.watch_dir, self.scope == Scope::System)
+            .map_err(Error::Failed)
+    }
+
     /// Every registry: a spec file or an ownership record names it.
     pub fn list(&self) -> Result<Vec<Registry>> {
         self.check_readable(&self.watch_dir, "watch directory")?;
@@ -103,6 +111,25 @@ impl Paths {
         Ok(known.then_some(r))
     }
 
+    /// Every collision between `r` and another registry known here (what
+    /// its record holds and what its spec asks for), one line each. mrctl
+    /// refuses on any, whoever the controller would let keep the claim.
+    pub fn clashes_with_others(&self, r: &Resolved) -> Result<Vec<String>> {
+        let mine = claims::of(r);
+        let mut out = Vec::new();
+        for other in self.list()?.into_iter().filter(|o| o.name != r.name) {
+            let mut theirs = other.record.as_ref().map(Record::held).unwrap_or_default();
+            if let Some(x) = other.resolved(self.host()) {
+                theirs.extend(claims::of(&x));
+            }
+            out.extend(claims::describe(
+                &other.name,
+                &claims::clashes(&mine, &theirs),
+            ));
+        }
+        Ok(out)
+    }
+
     fn index(&self) -> index::Index {
         let strict = self.scope == Scope::System;
         index::rescan(
@@ -116,14 +143,19 @@ impl Paths {
 
     fn load(&self, name: &str, idx: &index::Index) -> Registry {
         let files = idx.files_for(name);
+        let mut text = None;
         let spec = match files.as_slice() {
             [] => Spec::Missing,
-            [one] => match std::fs::read(one) {
-                Ok(bytes) => match load::parse(one, &bytes) {
-                    Ok(l) => Spec::Valid(Box::new(l)),
-                    Err(e) => Spec::Invalid(e),
-                },
-                Err(e) => Spec::Unreadable(format!("{}: {e}", one.display())),
+            [one] => match self.read_spec(one) {
+                Ok(bytes) => {
+                    let parsed = load::parse(one, &bytes);
+                    text = Some(bytes);
+                    match parsed {
+                        Ok(l) => Spec::Valid(Box::new(l)),
+                        Err(e) => Spec::Invalid(e),
+                    }
+                }
+                Err(e) => Spec::Unreadable(e.to_string()),
             },
             _ => Spec::Duplicate,
         };
@@ -143,6 +175,7 @@ impl Paths {
         Registry {
             name: name.to_string(),
             files,
+            text,
             spec,
             status,
             record,
@@ -183,6 +216,8 @@ pub struct Registry {
     pub name: String,
     /// Spec files claiming this name.
     pub files: Vec<PathBuf>,
+    /// The one spec file's bytes, as read through the spec gate.
+    pub text: Option<Vec<u8>>,
     pub spec: Spec,
     pub status: Option<Status>,
     pub record: Option<Record>,
@@ -256,7 +291,9 @@ impl Registry {
     /// observedSpecHash is the current spec's hash).
     pub fn status_is_current(&self, host: &HostFacts) -> bool {
         match (self.resolved(host), &self.status) {
-            (Some(r), Some(s)) => s.observed_spec_hash.as_deref() == Some(r.hash().as_str()),
+            (Some(r), Some(s)) => r
+                .hash()
+                .is_ok_and(|h| s.observed_spec_hash.as_deref() == Some(h.as_str())),
             _ => false,
         }
     }
@@ -350,15 +387,13 @@ pub fn place_spec(watch_dir: &Path, path: &Path, text: &str) -> Result<bool> {
 /// lines are kept; the status block is dropped (the controller writes it
 /// again). Returns true when written.
 pub fn edit_spec(
-    watch_dir: &Path,
+    paths: &Paths,
     path: &Path,
     edit: impl FnOnce(&mut serde_yaml::Value),
 ) -> Result<bool> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        op: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let watch_dir = &paths.watch_dir;
+    let text = String::from_utf8(paths.read_spec(path)?)
+        .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)
         .map_err(|e| Error::Failed(format!("{}: invalid YAML: {e}", path.display())))?;
     if let Some(m) = doc.as_mapping_mut() {

@@ -3,6 +3,7 @@
 pub mod credentials;
 pub mod files;
 pub mod libpod;
+pub mod lock;
 pub mod podman;
 pub mod secrets;
 pub mod systemd;

@@ -427,19 +427,29 @@ fn sans_list(info: &CertInfo) -> String {
 
 /// Checks a certificate/key pair the user supplies. Returns the certificate's
 /// details, or every problem found, each a sentence naming the file.
+/// A user's pair that passed [`check_user_pair`]: the very bytes checked,
+/// so what is copied is what was checked (a file swapped in between is not).
+#[derive(Debug)]
+pub struct CheckedPair {
+    pub info: CertInfo,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
 pub fn check_user_pair(
     cert_file: &Path,
     key_file: &Path,
     hostname: &str,
     skip_hostname_check: bool,
     now: OffsetDateTime,
-) -> std::result::Result<CertInfo, Vec<String>> {
+) -> std::result::Result<CheckedPair, Vec<String>> {
     let mut problems = Vec::new();
     let cf = cert_file.display();
     let kf = key_file.display();
 
-    let cert_pem = match std::fs::read(cert_file) {
-        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+    let cert_bytes = std::fs::read(cert_file);
+    let cert_pem = match &cert_bytes {
+        Ok(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Err(e) => {
             problems.push(format!("Cannot read certificate file {cf}: {e}."));
             None
@@ -453,8 +463,9 @@ pub fn check_user_pair(
         }
     });
 
-    let key_pem = match std::fs::read(key_file) {
-        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+    let key_bytes = std::fs::read(key_file);
+    let key_pem = match &key_bytes {
+        Ok(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Err(e) => {
             problems.push(format!("Cannot read key file {kf}: {e}."));
             None
@@ -509,8 +520,10 @@ pub fn check_user_pair(
         }
     }
 
-    match info {
-        Some(info) if problems.is_empty() => Ok(info),
+    match (info, cert_bytes, key_bytes) {
+        (Some(info), Ok(cert), Ok(key)) if problems.is_empty() => {
+            Ok(CheckedPair { info, cert, key })
+        }
         _ => Err(problems),
     }
 }

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::queue::Next;
 use super::status::{self as st, Conditions, Written};
-use super::{quay, record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE};
+use super::{
+    admission, claims, quay, record, teardown, Context, Error, StatusMode, PROGRESS_REQUEUE,
+};
 use crate::api::defaults::{self, Resolved, Tls};
 use crate::api::{load, Component, Engine, Phase, Status};
 use crate::host::podman::Podman;
@@ -53,7 +55,8 @@ pub async fn reconcile(cx: &Context, name: &str) -> Next {
 fn duplicate(cx: &Context, name: &str, files: &[PathBuf]) -> Next {
     let mut next = Next::Done;
     for f in files {
-        let Ok(bytes) = std::fs::read(f) else {
+        let strict = cx.scope == crate::host::systemd::Scope::System;
+        let Ok(bytes) = read_spec(f, &cx.watch_dir, strict) else {
             continue;
         };
         let others: Vec<String> = files
@@ -202,6 +205,13 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         }
     };
     let resolved = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
+    let hash = match resolved.hash() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(registry = name, error = %e, "internal fault; registry left as it is");
+            return Next::Backoff;
+        }
+    };
     // What the file holds decides whether it needs a write; what was last
     // observed (the file's status, else the state directory's copy, as after
     // an editor saved the spec without it, or always in state-only mode)
@@ -227,7 +237,7 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     );
 
     let mut status = Status {
-        observed_spec_hash: Some(resolved.hash()),
+        observed_spec_hash: Some(hash),
         endpoint: Some(resolved.endpoint()),
         credentials_file: Some(naming::root::credentials_file(&resolved.root)),
         ..Status::default()
@@ -237,6 +247,15 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         Ok(out) => {
             status.ca_file = out.ca_file;
             status.components = out.components;
+            // Refused: the files this spec would use may be another
+            // registry's; status keeps pointing where it did before.
+            if c.get(st::UNITS_ACTIVE)
+                .is_some_and(|x| x.reason == admission::REASON)
+            {
+                status.endpoint = prev.as_ref().and_then(|p| p.endpoint.clone());
+                status.credentials_file = prev.as_ref().and_then(|p| p.credentials_file.clone());
+                status.ca_file = prev.as_ref().and_then(|p| p.ca_file.clone());
+            }
         }
         Err(e) => {
             failed = true;
@@ -286,14 +305,24 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     if written == Written::Conflict {
         return Next::After(Duration::ZERO);
     }
+    let refused = c_reason_is(&status, admission::REASON);
     match phase {
         _ if failed => Next::Backoff,
+        // Looked at again by itself: the other registry or object may go.
+        _ if refused => Next::After(CONFLICT_RECHECK),
         Phase::Ready | Phase::Paused | Phase::Failed => Next::Done,
         _ => Next::After(PROGRESS_REQUEUE),
     }
 }
 
 const REBASE_TRIES: usize = 3;
+
+/// How often a registry refused for a conflict looks again.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(5);
+
+fn c_reason_is(status: &Status, reason: &str) -> bool {
+    status.conditions.iter().any(|c| c.reason == reason)
+}
 
 /// The spec file read again, with its status, when it still asks for the
 /// same registry as `resolved`; `None` when it changed in substance (or
@@ -304,11 +333,12 @@ fn reread_same_spec(
     path: &Path,
     resolved: &Resolved,
 ) -> Option<(Vec<u8>, Option<Status>)> {
-    let bytes = std::fs::read(path).ok()?;
+    let strict = cx.scope == crate::host::systemd::Scope::System;
+    let bytes = read_spec(path, &cx.watch_dir, strict).ok()?;
     let loaded = load::parse(path, &bytes).ok()?;
     let again = defaults::resolve(&loaded.resource, &loaded.name, &cx.host);
-    (loaded.name == name && again.hash() == resolved.hash())
-        .then_some((bytes, loaded.resource.status))
+    let same = matches!((again.hash(), resolved.hash()), (Ok(a), Ok(b)) if a == b);
+    (loaded.name == name && same).then_some((bytes, loaded.resource.status))
 }
 
 fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
@@ -319,11 +349,17 @@ fn ready_reason(c: &Conditions<'_>, phase: Phase) -> (String, String) {
             "spec.paused is true: units stopped, data kept".into(),
         ),
         _ => {
-            let bad = ORDER
-                .iter()
-                .skip(1)
-                .filter_map(|t| c.get(t))
-                .find(|x| x.status != "True");
+            // A refusal explains more than the steps it left unchecked.
+            let not_true = || {
+                ORDER
+                    .iter()
+                    .skip(1)
+                    .filter_map(|t| c.get(t))
+                    .filter(|x| x.status != "True")
+            };
+            let bad = not_true()
+                .find(|x| x.reason == admission::REASON)
+                .or_else(|| not_true().next());
             match bad {
                 Some(b) => (b.reason.clone(), format!("{}: {}", b.type_, b.message)),
                 None => ("Progressing".into(), "converging".into()),
@@ -348,7 +384,37 @@ async fn converge(
 ) -> Result<Converged, Error> {
     let mut desired = render::render(r, &cx.render).map_err(Error::Other)?;
     let (podman, systemd) = cx.clients().await?;
-    let mut rec = record_ownership(cx, r, spec_file, &desired)?;
+    let existing = record::load(&cx.state_dir, &r.name)?;
+    let others = admission::others(cx, &r.name)?;
+    let refusal = match admission::claim_conflict(r, existing.as_ref(), &others) {
+        Some(msg) => Some(msg),
+        None => {
+            let foreign = admission::foreign_objects(
+                (&cx.unit_dir, &cx.certs_d),
+                &podman,
+                r,
+                &desired,
+                existing.as_ref(),
+            )
+            .await?;
+            (!foreign.is_empty()).then(|| admission::foreign_message(&foreign))
+        }
+    };
+    if let Some(msg) = refusal {
+        tracing::warn!(registry = %r.name, "{msg}");
+        c.set(st::UNITS_ACTIVE, Some(false), admission::REASON, msg);
+        // A registry already running stays as it is and is observed; a new
+        // one has nothing to observe (what carries its names is not its).
+        if existing.is_none() {
+            return Ok(Converged {
+                ca_file: None,
+                components: Vec::new(),
+            });
+        }
+        let states = unit_states(&systemd, &desired).await?;
+        return refused(&podman, &systemd, &desired, r, None, states, c).await;
+    }
+    let mut rec = record_ownership(cx, r, spec_file, &desired, existing)?;
     let states = unit_states(&systemd, &desired).await?;
 
     if !r.paused && port_conflict(cx, &desired, r, &states[0])? {
@@ -366,6 +432,19 @@ async fn converge(
         return refused(&podman, &systemd, &desired, r, ca_file, states, c).await;
     }
 
+    // Directories are recorded as created before they are made: only
+    // those are ever removed (deletionPolicy Delete), a root that existed
+    // (or is a symlink) never is.
+    let missing: Vec<PathBuf> = desired
+        .dirs
+        .iter()
+        .map(|(d, _)| d.clone())
+        .filter(|d| d.symlink_metadata().is_err() && !rec.created_dirs.contains(d))
+        .collect();
+    if !missing.is_empty() {
+        rec.created_dirs.extend(missing);
+        record::save(&cx.state_dir, &rec)?;
+    }
     for (dir, mode) in &desired.dirs {
         files::ensure_dir(dir, *mode)?;
     }
@@ -459,8 +538,28 @@ fn record_ownership(
     r: &Resolved,
     spec_file: &Path,
     desired: &Desired,
+    existing: Option<record::Record>,
 ) -> Result<record::Record, Error> {
-    let mut rec = record::load(&cx.state_dir, &r.name)?.unwrap_or_default();
+    let fresh = existing.is_none();
+    let mut rec = existing.unwrap_or_default();
+    // Back after a Retain teardown: what it created is still its own.
+    let kept = fresh
+        .then(|| record::retained(&cx.state_dir, &r.name, &r.root))
+        .flatten();
+    if let Some(k) = &kept {
+        rec.created_dirs.extend(k.created_dirs.iter().cloned());
+        rec.data_paths.extend(
+            k.data_paths
+                .iter()
+                .filter(|p| desired.data_paths.contains(p))
+                .cloned(),
+        );
+    }
+    rec.claims = Some(claims::of(r));
+    rec.files
+        .extend(desired.files.iter().map(|f| f.path.clone()));
+    rec.files
+        .extend(desired.copies.iter().map(|f| f.to.clone()));
     rec.name = r.name.clone();
     rec.spec_file = spec_file.to_path_buf();
     rec.root = r.root.clone();
@@ -474,6 +573,9 @@ fn record_ownership(
         rec.trust_dirs.insert(cx.certs_d.join(r.host_port()));
     }
     record::save(&cx.state_dir, &rec)?;
+    if kept.is_some() {
+        record::remove_retained(&cx.state_dir, &r.name)?;
+    }
     Ok(rec)
 }
 
@@ -519,14 +621,12 @@ fn ensure_tls(r: &Resolved, c: &mut Conditions<'_>) -> Result<Option<TlsStep>, E
         } => {
             match tls::check_user_pair(cert_file, key_file, &r.hostname, *skip_hostname_check, now)
             {
-                Ok(info) => {
-                    let mut changed = files::write_if_changed(
-                        &tls_dir.join("tls.crt"),
-                        &read(cert_file)?,
-                        0o644,
-                    )?;
-                    changed |=
-                        files::write_if_changed(&tls_dir.join("tls.key"), &read(key_file)?, 0o600)?;
+                Ok(pair) => {
+                    let info = pair.info;
+                    // The bytes checked, not the files read again.
+                    let mut changed =
+                        files::write_if_changed(&tls_dir.join("tls.crt"), &pair.cert, 0o644)?;
+                    changed |= files::write_if_changed(&tls_dir.join("tls.key"), &pair.key, 0o600)?;
                     c.set(
                         st::CERTIFICATE_VALID,
                         Some(true),
@@ -605,7 +705,8 @@ async fn ensure_storage(
         }
     }
     for p in &desired.data_paths {
-        if !p.exists() {
+        // A dangling symlink is not ours to create, or to remove later.
+        if p.symlink_metadata().is_err() {
             rec.data_paths.insert(p.clone());
             record::save(&cx.state_dir, rec)?;
         }
@@ -1028,12 +1129,15 @@ fn https_client(
                 .map_err(|e| format!("{}: {e}", ca.display()))?;
             b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
         }
-        (None, Tls::Provided { cert_file, .. }) => {
+        (None, Tls::Provided { .. }) => {
             // The user's CA may be one the host does not trust and the file
             // may hold the leaf alone: pin the served certificate to the
             // first one in certFile instead (its chain, dates and names were
             // checked when the pair was accepted). The pin holds during the
             // handshake, so nothing (a password) is sent before it.
+            // The copy that is served (checked when it was made), not the
+            // user's file, which may have changed since.
+            let cert_file = &naming::root::tls_dir(&r.root).join("tls.crt");
             let pem = std::fs::read(cert_file)
                 .map_err(|e| format!("read {}: {e}", cert_file.display()))?;
             let leaf = rustls_pemfile::certs(&mut pem.as_slice())

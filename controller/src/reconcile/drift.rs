@@ -68,7 +68,22 @@ pub fn spawn(cx: Arc<Context>, q: Queue) {
     tokio::spawn(file_events(cx, q));
 }
 
+/// A listener that lost its source tries again after this, doubling up to
+/// `RECONNECT_MAX` while the source stays away, so an outage costs a few
+/// log lines and reconciles, not one every two seconds.
 const RECONNECT: Duration = Duration::from_secs(2);
+const RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// A stream that lived this long was a real connection: the next loss
+/// starts again from `RECONNECT`.
+const HEALTHY: Duration = Duration::from_secs(30);
+
+fn next_delay(delay: Duration, lived: Duration) -> Duration {
+    if lived >= HEALTHY {
+        RECONNECT
+    } else {
+        (delay * 2).min(RECONNECT_MAX)
+    }
+}
 
 /// Events sent while a listener was disconnected are lost, and a registry
 /// that failed meanwhile may sit in a long backoff: once connected again,
@@ -82,28 +97,39 @@ fn relist(cx: &Context, q: &Queue, what: &str) {
 
 async fn podman_events(cx: Arc<Context>, q: Queue) {
     let mut lost = false;
+    let mut delay = RECONNECT;
     loop {
+        let started = tokio::time::Instant::now();
         if let Ok((podman, _)) = cx.clients().await {
-            let mut s = Box::pin(podman.container_changes());
-            if std::mem::take(&mut lost) {
-                relist(&cx, &q, "the podman API");
-            }
-            while let Some(container) = s.next().await {
-                if let Some(name) = owner_of_container(&cx, &container) {
-                    tracing::debug!(registry = %name, container = %container, "container changed");
-                    q.nudge(&name);
+            // A cached client outlives the socket: only an answer counts as
+            // being back.
+            if podman.ping().await.is_ok() {
+                let mut s = Box::pin(podman.container_changes());
+                if std::mem::take(&mut lost) {
+                    relist(&cx, &q, "the podman API");
                 }
+                while let Some(container) = s.next().await {
+                    if let Some(name) = owner_of_container(&cx, &container) {
+                        tracing::debug!(registry = %name, container = %container, "container changed");
+                        q.nudge(&name);
+                    }
+                }
+                tracing::debug!("podman event stream ended; reconnecting");
+            } else {
+                cx.reset_clients().await;
             }
-            tracing::debug!("podman event stream ended; reconnecting");
         }
         lost = true;
-        tokio::time::sleep(RECONNECT).await;
+        delay = next_delay(delay, started.elapsed());
+        tokio::time::sleep(delay).await;
     }
 }
 
 async fn systemd_events(cx: Arc<Context>, q: Queue) {
     let mut lost = false;
+    let mut delay = RECONNECT;
     loop {
+        let started = tokio::time::Instant::now();
         if let Ok((_, systemd)) = cx.clients().await {
             match systemd.unit_changes().await {
                 Ok(s) => {
@@ -123,7 +149,8 @@ async fn systemd_events(cx: Arc<Context>, q: Queue) {
             }
         }
         lost = true;
-        tokio::time::sleep(RECONNECT).await;
+        delay = next_delay(delay, started.elapsed());
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -162,4 +189,21 @@ async fn file_events(cx: Arc<Context>, q: Queue) {
         }
     }
     drop(watcher);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_back_off_while_the_source_stays_away() {
+        let mut d = RECONNECT;
+        let mut seen = vec![];
+        for _ in 0..8 {
+            d = next_delay(d, Duration::ZERO);
+            seen.push(d.as_secs());
+        }
+        assert_eq!(seen, vec![4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(next_delay(RECONNECT_MAX, HEALTHY), RECONNECT);
+    }
 }

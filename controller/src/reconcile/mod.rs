@@ -2,12 +2,15 @@
 //! resync timer, and the reconcile function that converges one registry to
 //! its spec file.
 
+pub mod admission;
+pub mod claims;
 pub mod converge;
 pub mod drift;
 pub mod index;
 pub mod quay;
 pub mod queue;
 pub mod record;
+pub mod removal;
 pub mod run;
 pub mod status;
 pub mod teardown;
@@ -130,11 +133,31 @@ impl Context {
         *self.clients.lock().await = None;
     }
 
+    /// The index, rebuilt from the directory when a panic left its lock
+    /// poisoned: it is derived data, and an empty or half-updated index
+    /// would read as "these spec files are gone" and tear registries down.
+    fn index(&self) -> std::sync::MutexGuard<'_, index::Index> {
+        match self.index.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                tracing::error!("the spec index was poisoned by a panic; rebuilding it from the watch directory");
+                let mut g = poisoned.into_inner();
+                *g = index::rescan(
+                    &self.watch_dir,
+                    &self.state_dir,
+                    &index::Index::default(),
+                    self.scope == Scope::System,
+                )
+                .0;
+                self.index.clear_poison();
+                g
+            }
+        }
+    }
+
     /// Rescans the watch directory; returns the names to look at.
     pub fn rescan(&self) -> std::collections::BTreeSet<String> {
-        let Ok(mut idx) = self.index.lock() else {
-            return Default::default();
-        };
+        let mut idx = self.index();
         let strict = self.scope == Scope::System;
         let (new, dirty) = index::rescan(&self.watch_dir, &self.state_dir, &idx, strict);
         *idx = new;
@@ -143,18 +166,141 @@ impl Context {
 
     /// Every name the controller knows: spec files and ownership records.
     pub fn all_names(&self) -> std::collections::BTreeSet<String> {
-        let mut names = self.index.lock().map(|i| i.names()).unwrap_or_default();
+        let mut names = self.index().names();
         names.extend(record::names(&self.state_dir));
         names
     }
 
     pub fn files_for(&self, name: &str) -> Vec<PathBuf> {
-        self.index
-            .lock()
-            .map(|i| i.files_for(name))
-            .unwrap_or_default()
+        self.index().files_for(name)
+    }
+}
+
+/// Reconciles `name`, containing a panic: the registry is retried after its
+/// backoff and the fault is told (log, and a Ready condition in the state
+/// directory's status copy), never read as success or as "the spec is gone".
+pub async fn reconcile_guarded(cx: &Context, name: &str) -> queue::Next {
+    guard(cx, name, converge::reconcile(cx, name)).await
+}
+
+async fn guard(
+    cx: &Context,
+    name: &str,
+    work: impl std::future::Future<Output = queue::Next>,
+) -> queue::Next {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(next) => next,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(registry = name, panic = %what, "reconcile panicked; nothing further done, retrying after backoff");
+            report_internal_fault(cx, name, &what);
+            queue::Next::Backoff
+        }
+    }
+}
+
+/// Marks the state directory's status copy with an internal fault, keeping
+/// everything else it said.
+fn report_internal_fault(cx: &Context, name: &str, what: &str) {
+    let Some(mut s) = record::load_status(&cx.state_dir, name) else {
+        return;
+    };
+    let prev = s.conditions.clone();
+    let mut c = status::Conditions::new(&prev);
+    c.set(
+        status::READY,
+        Some(false),
+        "InternalError",
+        format!("the controller hit an internal fault ({what}); nothing was changed, it retries"),
+    );
+    s.conditions.retain(|x| x.type_ != status::READY);
+    s.conditions.extend(c.list);
+    if let Err(e) = record::save_status(&cx.state_dir, name, &s) {
+        tracing::warn!(registry = name, error = %e, "cannot keep status in the state directory");
     }
 }
 
 /// How long to wait before looking again at a registry still coming up.
 pub const PROGRESS_REQUEUE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(dir: &std::path::Path) -> Context {
+        Context::new(
+            dir.join("watch"),
+            dir.join("state"),
+            Scope::User,
+            StatusMode::StateOnly,
+            HostFacts {
+                fqdn: "host.example".into(),
+            },
+            render::Context {
+                podman: "/usr/bin/podman".into(),
+                wanted_by: "default.target".into(),
+            },
+            dir.join("units"),
+            dir.join("certs.d"),
+            dir.join("podman.sock"),
+        )
+    }
+
+    /// A reconcile that panics: backoff (never Done, never teardown), and
+    /// the status copy says why, keeping what it said before.
+    #[tokio::test]
+    async fn a_panic_in_a_reconcile_is_contained_and_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let cx = context(dir.path());
+        let before = crate::api::Status {
+            phase: crate::api::Phase::Ready,
+            endpoint: Some("https://h:1".into()),
+            ..Default::default()
+        };
+        record::save_status(&cx.state_dir, "a", &before).unwrap();
+        let next = guard(&cx, "a", async { panic!("boom in a") }).await;
+        assert_eq!(next, queue::Next::Backoff);
+        let after = record::load_status(&cx.state_dir, "a").unwrap();
+        let ready = after
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.reason, "InternalError");
+        assert!(ready.message.contains("boom in a"), "{}", ready.message);
+        assert_eq!(after.endpoint, before.endpoint);
+        let ok = guard(&cx, "b", async { queue::Next::Done }).await;
+        assert_eq!(ok, queue::Next::Done);
+    }
+
+    /// A panic while the index was held must not read as "no spec files"
+    /// (which would tear every registry down): the index is rebuilt.
+    #[test]
+    fn a_poisoned_index_is_rebuilt_not_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let cx = std::sync::Arc::new(context(dir.path()));
+        std::fs::create_dir_all(&cx.watch_dir).unwrap();
+        std::fs::write(
+            cx.watch_dir.join("a.yaml"),
+            "apiVersion: mirrorregistry.io/v1alpha1\nkind: MirrorRegistry\nmetadata: {name: a}\nspec: {engine: distribution}\n",
+        )
+        .unwrap();
+        cx.rescan();
+        assert_eq!(cx.files_for("a").len(), 1);
+        let c = cx.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = c.index.lock().unwrap();
+            panic!("a fault while the index is held");
+        })
+        .join();
+        assert!(cx.index.is_poisoned());
+        assert_eq!(cx.files_for("a"), vec![cx.watch_dir.join("a.yaml")]);
+        assert!(cx.all_names().contains("a"));
+        assert!(!cx.index.is_poisoned());
+    }
+}

@@ -125,7 +125,21 @@ impl Queue {
 
     async fn work(&self, name: String) {
         loop {
-            let next = (self.handler)(name.clone()).await;
+            // A handler that panics must not leave the name "running" for
+            // ever (never reconciled again while the daemon looks alive).
+            let next = {
+                use futures_util::FutureExt;
+                match std::panic::AssertUnwindSafe((self.handler)(name.clone()))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::error!(registry = %name, "reconcile panicked; retrying after backoff");
+                        Next::Backoff
+                    }
+                }
+            };
             let retry = {
                 let Ok(mut map) = self.entries.lock() else {
                     return;
@@ -195,6 +209,41 @@ mod tests {
         // One run plus at most one follow-up for the requests made meanwhile.
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(q.busy(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_others_go_on() {
+        let runs = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+        let r = runs.clone();
+        let q = Queue::new(Duration::from_millis(200), move |n| {
+            let r = r.clone();
+            async move {
+                let count = {
+                    let mut m = r.lock().unwrap();
+                    let c = m.entry(n.clone()).or_default();
+                    *c += 1;
+                    *c
+                };
+                if n == "a" && count == 1 {
+                    panic!("a fault inside the reconcile of a");
+                }
+                Next::Done
+            }
+        });
+        q.add("a");
+        q.add("b");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let m = runs.lock().unwrap().clone();
+        assert_eq!(m["a"], 2, "retried after the panic");
+        assert_eq!(m["b"], 1);
+        assert_eq!(q.busy(), 0, "nothing left marked running");
+        q.add("a");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            runs.lock().unwrap()["a"],
+            3,
+            "and reconciled again on request"
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::claims::{Claim, Claims, Held};
 use crate::api::{DeletionPolicy, Status};
 use crate::host::files;
 
@@ -45,6 +46,60 @@ pub struct Record {
     /// a run that died before it could restart anything.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub started_with: BTreeMap<String, String>,
+    /// Directories the controller created: the root (when it did not exist)
+    /// and the layout under it. With deletionPolicy Delete only these are
+    /// removed, and only once empty. A record from before this field lists
+    /// none, so its root reads as one that already existed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub created_dirs: BTreeSet<PathBuf>,
+    /// Files under the root the controller (or `mrctl install`) writes.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub files: BTreeSet<PathBuf>,
+    /// What the registry uses, created or not, so no other registry shares
+    /// it (see `claims`). Older records derive it from what they list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Claims>,
+}
+
+impl Record {
+    /// What this record holds: its claims, or for a record written before
+    /// claims were kept, its root, created volumes and data paths and the
+    /// port of its trust entries.
+    pub fn held(&self) -> Claims {
+        if let Some(c) = &self.claims {
+            return c.clone();
+        }
+        let mut out = Claims::new();
+        if !self.root.as_os_str().is_empty() {
+            out.insert(Claim {
+                field: "spec.root".into(),
+                what: Held::Path(self.root.clone()),
+            });
+        }
+        out.extend(self.volumes.iter().map(|v| Claim {
+            field: "spec.storage.volume".into(),
+            what: Held::Volume(v.clone()),
+        }));
+        out.extend(self.data_paths.iter().map(|p| Claim {
+            field: "spec.storage.path".into(),
+            what: Held::Path(p.clone()),
+        }));
+        let ports = self.trust_dirs.iter().filter_map(|d| {
+            let name = d.file_name()?.to_str()?;
+            name.rsplit_once(':')?.1.parse::<u16>().ok()
+        });
+        out.extend(ports.map(|p| Claim {
+            field: "spec.port".into(),
+            what: Held::Port(p),
+        }));
+        out
+    }
+
+    /// Whether the root was created by the controller (never when the
+    /// record cannot tell).
+    pub fn root_created(&self) -> bool {
+        self.created_dirs.contains(&self.root)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +108,9 @@ pub enum Error {
     Files(#[from] files::Error),
     #[error("ownership record {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// Nothing is written: an empty record would read as "nothing created".
+    #[error("cannot serialise {path}: {message}")]
+    Serialise { path: PathBuf, message: String },
 }
 
 pub fn dir(state_dir: &Path, name: &str) -> PathBuf {
@@ -77,9 +135,65 @@ pub fn save(state_dir: &Path, r: &Record) -> Result<bool, Error> {
     let d = dir(state_dir, &r.name);
     files::ensure_dir(state_dir, 0o700)?;
     files::ensure_dir(&d, 0o700)?;
-    let mut json = serde_json::to_vec_pretty(r).unwrap_or_default();
+    let path = d.join(RECORD_FILE);
+    let mut json = serde_json::to_vec_pretty(r).map_err(|e| Error::Serialise {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     json.push(b'\n');
-    Ok(files::write_if_changed(&d.join(RECORD_FILE), &json, 0o600)?)
+    Ok(files::write_if_changed(&path, &json, 0o600)?)
+}
+
+/// What a registry torn down with Retain leaves in the state directory:
+/// which of its kept directories the controller created, so a spec that
+/// comes back (the same name and root) may delete them later. Without it a
+/// kept root would read as one that existed before.
+pub const RETAINED_FILE: &str = "retained.json";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retained {
+    pub root: PathBuf,
+    #[serde(default)]
+    pub created_dirs: BTreeSet<PathBuf>,
+    #[serde(default)]
+    pub data_paths: BTreeSet<PathBuf>,
+}
+
+/// Keeps what `rec` created of the data it leaves behind.
+pub fn save_retained(state_dir: &Path, rec: &Record) -> Result<(), Error> {
+    let kept = Retained {
+        root: rec.root.clone(),
+        created_dirs: rec.created_dirs.clone(),
+        data_paths: rec.data_paths.clone(),
+    };
+    let d = dir(state_dir, &rec.name);
+    files::ensure_dir(state_dir, 0o700)?;
+    files::ensure_dir(&d, 0o700)?;
+    let mut json = serde_json::to_vec_pretty(&kept).map_err(|e| Error::Serialise {
+        path: d.join(RETAINED_FILE),
+        message: e.to_string(),
+    })?;
+    json.push(b'\n');
+    files::write_if_changed(&d.join(RETAINED_FILE), &json, 0o600)?;
+    Ok(())
+}
+
+/// What a Retain teardown of `name` kept under `root`, if that is where
+/// the registry comes back; unreadable reads as nothing (pre-existing).
+pub fn retained(state_dir: &Path, name: &str, root: &Path) -> Option<Retained> {
+    let bytes = files::read_optional(&dir(state_dir, name).join(RETAINED_FILE)).ok()??;
+    serde_json::from_slice::<Retained>(&bytes)
+        .ok()
+        .filter(|r| r.root == root)
+}
+
+/// Forgets what a Retain teardown kept (after a Delete, or once a new
+/// record holds it).
+pub fn remove_retained(state_dir: &Path, name: &str) -> Result<(), Error> {
+    files::remove_if_exists(&dir(state_dir, name).join(RETAINED_FILE))?;
+    let _ = std::fs::remove_dir(dir(state_dir, name));
+    Ok(())
 }
 
 /// Forgets a registry: its record and status copy go, so it disappears from
@@ -119,7 +233,10 @@ pub fn save_status(state_dir: &Path, name: &str, status: &Status) -> Result<bool
     files::ensure_dir(state_dir, 0o700)?;
     files::ensure_dir(&d, 0o700)?;
     let path = d.join(STATUS_FILE);
-    let yaml = serde_yaml::to_string(status).unwrap_or_default();
+    let yaml = serde_yaml::to_string(status).map_err(|e| Error::Serialise {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     let old = files::read_optional(&path)?;
     if old.as_deref() == Some(yaml.as_bytes()) {
         return Ok(files::ensure_mode(&path, 0o644)?);

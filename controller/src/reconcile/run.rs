@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::queue::{Next, Queue};
-use super::{converge, drift, record, Context};
+use super::{drift, record, Context};
 use crate::api::Phase;
 use crate::host::files;
+use crate::host::lock::{self, Lock};
 use crate::render;
 use crate::spec_file::watch;
 
@@ -17,8 +18,55 @@ fn queue(cx: &Arc<Context>) -> Queue {
     let cx = cx.clone();
     Queue::new(MAX_BACKOFF, move |name| {
         let cx = cx.clone();
-        async move { converge::reconcile(&cx, &name).await }
+        async move { super::reconcile_guarded(&cx, &name).await }
     })
+}
+
+/// The watchdog interval systemd asked for (half of WatchdogSec=), if any.
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec)
+        .then(|| Duration::from_micros(usec) / 2)
+        .filter(|d| !d.is_zero())
+}
+
+/// Takes the controller's locks (see [`lock`]): `<state-dir>/.lock` and the
+/// watch directory, before anything is written (no temp-file sweep, no
+/// record, no unit) and before a missing watch directory is created.
+/// `daemon`: the daemon creates a missing watch directory; `--once` does
+/// not. While another controller holds a lock this waits up to `wait`,
+/// telling systemd why (STATUS=) and pinging its watchdog, and says so
+/// once in the log; zero refuses at once. It blocks the calling thread:
+/// main calls it before the runtime has any other work.
+pub fn take_lock(cx: &Context, wait: Duration, daemon: bool) -> Result<Lock, lock::Error> {
+    let watchdog = watchdog_interval();
+    let mut said = false;
+    let mut pinged = std::time::Instant::now();
+    let opts = lock::Options {
+        create_watch_dir: daemon,
+        wait,
+    };
+    let held = Lock::acquire(&cx.state_dir, &cx.watch_dir, opts, &mut |e| {
+        if !said {
+            said = true;
+            let msg = format!(
+                "{e}; waiting up to {} for it to exit",
+                humantime::format_duration(wait)
+            );
+            tracing::warn!("{msg}");
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&msg)]);
+        }
+        if watchdog.is_some_and(|w| pinged.elapsed() >= w) {
+            pinged = std::time::Instant::now();
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    })?;
+    if said {
+        // An empty STATUS= clears the waiting message.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status("")]);
+    }
+    tracing::debug!(lock = %held.path().display(), watch_dir_locked = held.watch_locked(), "holding the controller's lock");
+    Ok(held)
 }
 
 /// A controller killed in the middle of an atomic write leaves its temp file
@@ -54,8 +102,9 @@ fn sweep_temp_files(cx: &Context) {
     }
 }
 
-/// Runs until SIGINT or SIGTERM.
-pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
+/// Runs until SIGINT or SIGTERM, holding `_lock` (from [`take_lock`]) all
+/// along.
+pub async fn run(cx: Arc<Context>, resync: Duration, _lock: Lock) -> anyhow::Result<()> {
     crate::host::files::ensure_dir(&cx.watch_dir, 0o755).or_else(|e| {
         if cx.watch_dir.is_dir() {
             Ok(false)
@@ -78,10 +127,7 @@ pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
     // Under a unit with WatchdogSec=, systemd restarts a controller that
     // stops answering; the ping comes from this loop, so a wedged loop
     // stops pinging.
-    let mut watchdog_usec = 0;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
-        .then(|| Duration::from_micros(watchdog_usec) / 2)
-        .filter(|d| !d.is_zero());
+    let watchdog = watchdog_interval();
     let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -116,24 +162,52 @@ pub async fn run(cx: Arc<Context>, resync: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long `--once` waits for podman's API socket and the systemd manager
+/// to answer before it gives up, naming the one that did not.
+pub const ONCE_CONNECT: Duration = Duration::from_secs(30);
+
+/// Waits until podman and systemd answer, or `until`: then the error names
+/// the socket or bus that did not.
+async fn connected(cx: &Context, until: tokio::time::Instant) -> anyhow::Result<()> {
+    loop {
+        match cx.clients().await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= until => {
+                return Err(anyhow::anyhow!(e).context("--once cannot reach the host"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// Reconciles every known registry until it settles or `timeout` passes.
 /// Ok(true) when every registry with a spec file is Ready (and every removed
-/// one is torn down).
-pub async fn once(cx: Arc<Context>, timeout: Duration) -> anyhow::Result<bool> {
+/// one is torn down). Holds `_lock` (from [`take_lock`]), as the daemon
+/// does, so it never races one.
+pub async fn once(cx: Arc<Context>, timeout: Duration, _lock: &Lock) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    connected(
+        &cx,
+        deadline.min(tokio::time::Instant::now() + ONCE_CONNECT),
+    )
+    .await?;
     sweep_temp_files(&cx);
     cx.rescan();
     let names = cx.all_names();
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut tasks = Vec::new();
     for name in names {
         let cx = cx.clone();
         tasks.push(tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(250);
             loop {
-                let next = converge::reconcile(&cx, &name).await;
+                let next = super::reconcile_guarded(&cx, &name).await;
                 let wait = match next {
                     Next::Done => break,
                     Next::After(d) => d.max(Duration::from_millis(200)),
-                    Next::Backoff => Duration::from_secs(2),
+                    Next::Backoff => {
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        backoff
+                    }
                 };
                 if tokio::time::Instant::now() + wait > deadline {
                     break;

@@ -71,8 +71,8 @@ impl<'a> Conditions<'a> {
 }
 
 /// The YAML body of a status block.
-pub fn to_yaml(status: &Status) -> String {
-    serde_yaml::to_string(status).unwrap_or_default()
+pub fn to_yaml(status: &Status) -> Result<String, String> {
+    serde_yaml::to_string(status).map_err(|e| format!("cannot serialise status: {e}"))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -101,7 +101,10 @@ pub fn write_inline(
     let Ok(text) = std::str::from_utf8(read) else {
         return Written::StateOnly("file is not UTF-8".into());
     };
-    let body = to_yaml(status);
+    let body = match to_yaml(status) {
+        Ok(b) => b,
+        Err(e) => return Written::StateOnly(e),
+    };
     let new = match splice::splice_status_checked(text, Some(&body)) {
         Ok(t) => t,
         Err(e) => return Written::StateOnly(e.to_string()),
@@ -116,6 +119,12 @@ pub fn write_inline(
 /// Ready when every condition that matters is true.
 pub fn phase_of(c: &Conditions<'_>, paused: bool, was_ready: bool) -> Phase {
     if !c.is_true(SPEC_VALID) {
+        return Phase::Failed;
+    }
+    // Refused for a conflict: nothing happens until the user acts.
+    if c.get(UNITS_ACTIVE)
+        .is_some_and(|x| x.reason == super::admission::REASON)
+    {
         return Phase::Failed;
     }
     if paused {

@@ -4,9 +4,10 @@
 
 use super::converge::remove_trust_dir;
 use super::queue::Next;
-use super::{record, Context, Error};
+use super::{claims, record, removal, Context, Error};
 use crate::api::{DeletionPolicy, Phase, Status};
 use crate::host::files;
+use crate::naming;
 
 pub async fn run(cx: &Context, name: &str) -> Next {
     let rec = match record::load(&cx.state_dir, name) {
@@ -27,6 +28,14 @@ pub async fn run(cx: &Context, name: &str) -> Next {
     tracing::info!(registry = name, policy = ?rec.deletion_policy, "spec removed; tearing down");
     match teardown(cx, &rec).await {
         Ok(()) => {
+            let kept = if rec.deletion_policy == DeletionPolicy::Retain {
+                record::save_retained(&cx.state_dir, &rec)
+            } else {
+                record::remove_retained(&cx.state_dir, name)
+            };
+            if let Err(e) = kept {
+                tracing::warn!(registry = name, error = %e, "cannot keep what the retained data's provenance is");
+            }
             if let Err(e) = record::remove(&cx.state_dir, name) {
                 tracing::warn!(registry = name, error = %e, "cannot remove the ownership record");
             }
@@ -53,15 +62,29 @@ pub async fn run(cx: &Context, name: &str) -> Next {
 
 async fn teardown(cx: &Context, rec: &record::Record) -> Result<(), Error> {
     let (podman, systemd) = cx.clients().await?;
+    let name = rec.name.as_str();
+    // What other registries claim, read first: when a record cannot be read
+    // what it claims is unknown, and nothing is torn down until it can.
+    let others = others_claims(&cx.state_dir, name)?;
     // Components before the pod, so Restart=always does not bring them back.
     let pod_unit = format!("{}.service", rec.pod);
     let mut order: Vec<&String> = rec.units.iter().filter(|u| **u != pod_unit).collect();
     order.extend(rec.units.iter().filter(|u| **u == pod_unit));
-    for u in &order {
+    // A unit file someone replaced with their own since is theirs: left
+    // alone, with its unit.
+    let mut ours = Vec::new();
+    for u in order {
+        match files::read_optional(&cx.unit_dir.join(u))? {
+            Some(text) if !naming::unit_text_owned_by(&String::from_utf8_lossy(&text), name) => {
+                tracing::warn!(registry = name, unit = %u, "unit file no longer the controller's; left alone");
+            }
+            _ => ours.push(u.clone()),
+        }
+    }
+    for u in &ours {
         systemd.stop(u).await?;
     }
-    let present: Vec<String> = rec
-        .units
+    let present: Vec<String> = ours
         .iter()
         .filter(|u| cx.unit_dir.join(u).exists())
         .cloned()
@@ -70,41 +93,80 @@ async fn teardown(cx: &Context, rec: &record::Record) -> Result<(), Error> {
         systemd.disable(&present).await?;
     }
     let mut removed = false;
-    for u in &rec.units {
+    for u in &ours {
         removed |= files::remove_if_exists(&cx.unit_dir.join(u))?;
     }
     if removed {
         systemd.reload().await?;
     }
-    for u in &rec.units {
+    for u in &ours {
         systemd.reset_failed(u).await?;
     }
+    // Only containers and the pod carrying this registry's owner label: one
+    // of someone else's that took the name since is not ours to remove.
     for ctr in &rec.containers {
-        podman.remove_container(ctr).await?;
+        match podman.container(ctr).await? {
+            Some(c) if naming::owned_by(&c.labels, name) => podman.remove_container(&c.id).await?,
+            Some(_) => {
+                tracing::warn!(registry = name, container = %ctr, "container is not the controller's; left alone")
+            }
+            None => {}
+        }
     }
-    podman.remove_pod(&rec.pod).await?;
+    match podman.pod(&rec.pod).await? {
+        Some(p) if naming::owned_by(&p.labels, name) => podman.remove_pod(&p.id).await?,
+        Some(_) => {
+            tracing::warn!(registry = name, pod = %rec.pod, "pod is not the controller's; left alone")
+        }
+        None => {}
+    }
     for d in &rec.trust_dirs {
+        let shared = others
+            .iter()
+            .any(|(_, c)| c.iter().any(|x| matches!(&x.what, claims::Held::Port(p) if d.to_string_lossy().ends_with(&format!(":{p}")))));
+        if shared {
+            tracing::warn!(registry = name, dir = %d.display(), "trust entry kept: another registry uses its port");
+            continue;
+        }
         remove_trust_dir(d)?;
     }
     if rec.deletion_policy == DeletionPolicy::Delete {
-        for v in &rec.volumes {
-            podman.remove_volume(v).await?;
+        let plan = removal::plan(rec, &others);
+        for v in &plan.volumes {
+            match podman.volume(v).await? {
+                Some(info) if naming::owned_by(&info.labels, name) => {
+                    podman.remove_volume(v).await?;
+                    tracing::info!(registry = name, volume = %v, "volume removed");
+                }
+                Some(_) => {
+                    tracing::warn!(registry = name, volume = %v, "volume is not labelled as this registry's; kept")
+                }
+                None => {}
+            }
         }
-        for p in &rec.data_paths {
-            remove_tree(p)?;
+        let out = removal::remove_paths(&plan).map_err(Error::Other)?;
+        for r in &out.removed {
+            tracing::info!(registry = name, path = %r, "removed");
         }
-        remove_tree(&rec.root)?;
+        for k in &out.kept {
+            tracing::info!(registry = name, "{k}");
+        }
     }
     Ok(())
 }
 
-fn remove_tree(p: &std::path::Path) -> Result<(), Error> {
-    if p.as_os_str().is_empty() || p == std::path::Path::new("/") {
-        return Ok(());
+/// Every other registry's recorded claims: what a teardown must not touch.
+/// A record that cannot be read fails the whole answer: what it claims is
+/// unknown, so nothing may be deleted.
+pub fn others_claims(
+    state_dir: &std::path::Path,
+    me: &str,
+) -> Result<Vec<(String, claims::Claims)>, record::Error> {
+    let mut out = Vec::new();
+    for n in record::names(state_dir).into_iter().filter(|n| n != me) {
+        if let Some(rec) = record::load(state_dir, &n)? {
+            out.push((n, rec.held()));
+        }
     }
-    match std::fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Other(format!("remove {}: {e}", p.display()))),
-    }
+    Ok(out)
 }

@@ -2,7 +2,9 @@
 //! `<name>-registry`, TLS and htpasswd auth.
 
 use super::unit::{container_unit, path_str, pod_unit, ContainerUnit, Mount};
-use super::{root_dirs, split_storage, storage_source, Component, Context, Desired, File};
+use super::{
+    root_dirs, split_storage, storage_source, yaml_scalar, Component, Context, Desired, File,
+};
 use crate::api::defaults::{Resolved, DISTRIBUTION_IMAGE};
 use crate::naming;
 
@@ -12,9 +14,9 @@ pub const CONTAINER_PORT: u16 = 5000;
 pub const CONFIG_FILE: &str = "registry-config.yml";
 
 /// The registry's config.yml. No secrets: the htpasswd file and TLS key are
-/// mounted beside it.
-pub fn config(r: &Resolved) -> String {
-    format!(
+/// mounted beside it. Refused when a value cannot be a YAML scalar.
+pub fn config(r: &Resolved) -> Result<String, String> {
+    Ok(format!(
         "# Written by mirror-registry-controller; edits are overwritten.
 version: 0.1
 log:
@@ -48,12 +50,12 @@ health:
     interval: 10s
     threshold: 3
 ",
-        name = r.name,
-        endpoint = r.endpoint(),
-    )
+        name = yaml_scalar("name", &r.name)?,
+        endpoint = yaml_scalar("endpoint", &r.endpoint())?,
+    ))
 }
 
-pub fn render(r: &Resolved, cx: &Context) -> Desired {
+pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
     let image = r
         .images
         .registry
@@ -105,11 +107,11 @@ pub fn render(r: &Resolved, cx: &Context) -> Desired {
             args: vec![],
         },
         cx,
-    );
+    )?;
     let (volumes, data_paths) = split_storage(&[&r.storage]);
     let mut images = vec![image.clone()];
     images.extend(r.images.pause.clone());
-    Desired {
+    Ok(Desired {
         name: r.name.clone(),
         pod: naming::pod(&r.name),
         pod_unit: pod_unit(
@@ -119,7 +121,7 @@ pub fn render(r: &Resolved, cx: &Context) -> Desired {
             r.images.pause.as_deref(),
             std::slice::from_ref(&registry.name),
             cx,
-        ),
+        )?,
         components: vec![Component {
             name: COMPONENT.to_string(),
             container: naming::container(&r.name, COMPONENT),
@@ -129,7 +131,7 @@ pub fn render(r: &Resolved, cx: &Context) -> Desired {
         units: vec![registry],
         files: vec![File {
             path: config_path,
-            content: config(r),
+            content: config(r)?,
             mode: 0o644,
         }],
         copies: vec![],
@@ -139,5 +141,5 @@ pub fn render(r: &Resolved, cx: &Context) -> Desired {
         images,
         port: r.port,
         health_path: "/v2/".to_string(),
-    }
+    })
 }

@@ -8,6 +8,7 @@ pub mod unit;
 use std::path::PathBuf;
 
 use crate::api::defaults::{Resolved, Storage};
+use crate::api::validate::{describe_forbidden, forbidden_char, shown};
 use crate::api::Engine;
 use crate::host::secrets::QuaySecrets;
 use crate::naming;
@@ -144,6 +145,49 @@ fn split_storage(all: &[&Storage]) -> (Vec<String>, Vec<PathBuf>) {
     (volumes, paths)
 }
 
+/// Refuses a value a config file cannot carry as itself: a control
+/// character, line separator or non-character (see
+/// `api::validate::is_forbidden_char`) would start a new line or key, or
+/// read back as something else.
+pub fn config_value(what: &str, v: &str) -> Result<(), String> {
+    match forbidden_char(v) {
+        Some((i, c)) => Err(format!(
+            "{what} '{}' holds {}, which render does not write into a config file",
+            shown(v),
+            describe_forbidden(i, c)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A YAML single-quoted scalar: always a string, whatever it looks like
+/// (`'123'`, `'it''s'`); refused when it holds a character a quoted scalar
+/// cannot carry ([`config_value`]).
+pub fn yaml_quoted(what: &str, v: &str) -> Result<String, String> {
+    config_value(what, v)?;
+    Ok(format!("'{}'", v.replace('\'', "''")))
+}
+
+/// A YAML scalar that reads back as the string `v`: written plain when it
+/// is unmistakably a string (a letter first, then only letters, digits and
+/// `.-_/:`, and no word YAML 1.1 or 1.2 reads as a boolean or null),
+/// single-quoted otherwise.
+pub fn yaml_scalar(what: &str, v: &str) -> Result<String, String> {
+    const WORDS: &[&str] = &[
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf",
+    ];
+    let plain = v.starts_with(|c: char| c.is_ascii_alphabetic())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b':'))
+        && !v.ends_with(':')
+        && !WORDS.contains(&v.to_ascii_lowercase().as_str());
+    if plain {
+        Ok(v.to_string())
+    } else {
+        yaml_quoted(what, v)
+    }
+}
+
 /// Renders the desired state of a validated, defaulted spec, with
 /// placeholders for generated secrets (what `render_with` fills in): names,
 /// units and layout are the same either way.
@@ -152,9 +196,15 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
 }
 
 /// Renders the desired state with the generated secrets the host keeps.
+///
+/// Refuses (an error, nothing rendered) a value it cannot write safely,
+/// even one validation would have refused: a control character anywhere,
+/// a mount path holding podman's separators, a name that is not a DNS-1123
+/// label. No value can add a line, a directive or a key.
 pub fn render_with(r: &Resolved, cx: &Context, inputs: &Inputs) -> Result<Desired, String> {
-    match r.engine {
-        Engine::Distribution => Ok(distribution::render(r, cx)),
-        Engine::Quay => Ok(quay::render(r, cx, inputs.quay.as_ref())),
-    }
+    let desired = match r.engine {
+        Engine::Distribution => distribution::render(r, cx),
+        Engine::Quay => quay::render(r, cx, inputs.quay.as_ref()),
+    };
+    desired.map_err(|e| format!("cannot render registry '{}': {e}", shown(&r.name)))
 }

@@ -21,7 +21,8 @@
 
 use super::unit::{container_unit, path_str, pod_unit, ContainerUnit, Mount};
 use super::{
-    root_dirs, split_storage, storage_source, Component, Context, Desired, File, FileCopy,
+    config_value, root_dirs, split_storage, storage_source, yaml_quoted, Component, Context,
+    Desired, File, FileCopy,
 };
 use crate::api::defaults::{Resolved, QUAY_IMAGE, QUAY_PAUSE_IMAGE, REDIS_IMAGE};
 use crate::host::secrets::QuaySecrets;
@@ -41,14 +42,14 @@ pub const REDIS_CONF_MOUNT: &str = "/etc/mirror-registry/redis.conf";
 /// Stands where a generated secret goes when render has none (a preview).
 pub const PLACEHOLDER: &str = "<generated: kept in secrets/quay-secrets.yaml>";
 
-/// A YAML single-quoted scalar: always a string, whatever it looks like.
-fn yaml_str(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A double-quoted redis.conf argument.
-fn redis_str(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+/// A double-quoted redis.conf argument; refused when it holds a character
+/// that could end the line ([`config_value`]).
+fn redis_str(what: &str, s: &str) -> Result<String, String> {
+    config_value(what, s)?;
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
 
 struct Values<'a> {
@@ -78,16 +79,14 @@ fn values(secrets: Option<&QuaySecrets>) -> Values<'_> {
 /// as). And Redis is addressed as 127.0.0.1, not `localhost`: podman 4.3
 /// can rewrite a pod's shared /etc/hosts without its localhost line when a
 /// member container is replaced, and a name that stops resolving would
-/// make Quay lose Redis.
-pub fn config(r: &Resolved, secrets: Option<&QuaySecrets>) -> String {
+/// make Quay lose Redis. Refused when a value cannot be a YAML scalar.
+pub fn config(r: &Resolved, secrets: Option<&QuaySecrets>) -> Result<String, String> {
     let v = values(secrets);
+    let password = yaml_quoted("Redis password", v.redis_password)?;
     let redis = |indent: &str| {
-        format!(
-            "{indent}host: 127.0.0.1\n{indent}password: {}\n{indent}port: {REDIS_PORT}",
-            yaml_str(v.redis_password)
-        )
+        format!("{indent}host: 127.0.0.1\n{indent}password: {password}\n{indent}port: {REDIS_PORT}")
     };
-    format!(
+    Ok(format!(
         "# Written by mirror-registry-controller; edits are overwritten.
 AUTHENTICATION_TYPE: Database
 BUILDLOGS_REDIS:
@@ -155,20 +154,20 @@ CREATE_NAMESPACE_ON_PUSH: true
 ",
         buildlogs = redis("  "),
         user_events = redis("  "),
-        database_secret_key = yaml_str(v.database_secret_key),
-        secret_key = yaml_str(v.secret_key),
-        server_hostname = yaml_str(&r.host_port()),
-        super_user = yaml_str(&r.init_username),
-    )
+        database_secret_key = yaml_quoted("DATABASE_SECRET_KEY", v.database_secret_key)?,
+        secret_key = yaml_quoted("SECRET_KEY", v.secret_key)?,
+        server_hostname = yaml_quoted("hostname", &r.host_port())?,
+        super_user = yaml_quoted("initial user", &r.init_username)?,
+    ))
 }
 
 /// Redis's configuration: the password, and nothing kept on disk (Quay uses
 /// it for build logs and user events only). It listens on the pod's
 /// loopback, where Quay reaches it at 127.0.0.1; nothing outside the pod
 /// can.
-pub fn redis_conf(secrets: Option<&QuaySecrets>) -> String {
+pub fn redis_conf(secrets: Option<&QuaySecrets>) -> Result<String, String> {
     let v = values(secrets);
-    format!(
+    Ok(format!(
         "# Written by mirror-registry-controller; edits are overwritten.
 bind 127.0.0.1
 port {REDIS_PORT}
@@ -180,11 +179,15 @@ dir /tmp
 daemonize no
 logfile \"\"
 ",
-        password = redis_str(v.redis_password),
-    )
+        password = redis_str("Redis password", v.redis_password)?,
+    ))
 }
 
-pub fn render(r: &Resolved, cx: &Context, secrets: Option<&QuaySecrets>) -> Desired {
+pub fn render(
+    r: &Resolved,
+    cx: &Context,
+    secrets: Option<&QuaySecrets>,
+) -> Result<Desired, String> {
     let quay_image = r.images.quay.as_deref().unwrap_or(QUAY_IMAGE).to_string();
     let redis_image = r.images.redis.as_deref().unwrap_or(REDIS_IMAGE).to_string();
     let pause_image = r
@@ -221,7 +224,7 @@ pub fn render(r: &Resolved, cx: &Context, secrets: Option<&QuaySecrets>) -> Desi
             args: vec!["redis-server", REDIS_CONF_MOUNT],
         },
         cx,
-    );
+    )?;
     let app = container_unit(
         &ContainerUnit {
             name: &r.name,
@@ -250,7 +253,7 @@ pub fn render(r: &Resolved, cx: &Context, secrets: Option<&QuaySecrets>) -> Desi
             args: vec!["registry"],
         },
         cx,
-    );
+    )?;
     let (volumes, data_paths) = split_storage(&[&r.storage, &database]);
     let mut dirs = root_dirs(&r.root);
     dirs.push((config_dir.clone(), 0o700));
@@ -260,7 +263,7 @@ pub fn render(r: &Resolved, cx: &Context, secrets: Option<&QuaySecrets>) -> Desi
         unit: unit.to_string(),
         image: image.to_string(),
     };
-    Desired {
+    Ok(Desired {
         name: r.name.clone(),
         pod: naming::pod(&r.name),
         pod_unit: pod_unit(
@@ -270,7 +273,7 @@ pub fn render(r: &Resolved, cx: &Context, secrets: Option<&QuaySecrets>) -> Desi
             Some(&pause_image),
             &[redis.name.clone(), app.name.clone()],
             cx,
-        ),
+        )?,
         components: vec![
             component(REDIS, &redis.name, &redis_image),
             component(APP, &app.name, &quay_image),
@@ -279,12 +282,12 @@ pub fn render(r: &Resolved, cx: &Context, secrets: Option<&QuaySecrets>) -> Desi
         files: vec![
             File {
                 path: config_dir.join(CONFIG_FILE),
-                content: config(r, secrets),
+                content: config(r, secrets)?,
                 mode: 0o600,
             },
             File {
                 path: redis_conf_path,
-                content: redis_conf(secrets),
+                content: redis_conf(secrets)?,
                 mode: 0o600,
             },
         ],
@@ -306,7 +309,7 @@ pub fn render(r: &Resolved, cx: &Context, secrets: Option<&QuaySecrets>) -> Desi
         images: vec![redis_image, quay_image, pause_image],
         port: r.port,
         health_path: HEALTH_PATH.to_string(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -315,8 +318,10 @@ mod tests {
 
     #[test]
     fn quoting_keeps_any_value_a_string() {
-        assert_eq!(yaml_str("it's"), "'it''s'");
-        assert_eq!(yaml_str("123"), "'123'");
-        assert_eq!(redis_str(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(yaml_quoted("v", "it's").unwrap(), "'it''s'");
+        assert_eq!(yaml_quoted("v", "123").unwrap(), "'123'");
+        assert_eq!(redis_str("v", r#"a"b\c"#).unwrap(), r#""a\"b\\c""#);
+        assert!(yaml_quoted("v", "a\nb: c").is_err());
+        assert!(redis_str("v", "a\nport 1").is_err());
     }
 }

@@ -468,11 +468,15 @@ fn check_user_pair_accepts_a_good_pair() {
     let ca = generate_ca("User CA", t).unwrap();
     let server = generate_server(&ca, &names(&["mirror.example.org"]), &[], t).unwrap();
     let (c, k) = write_pair(dir.path(), &server);
-    let info = check_user_pair(&c, &k, "mirror.example.org", false, t).unwrap();
-    assert_eq!(info.dns_names, names(&["mirror.example.org"]));
+    let pair = check_user_pair(&c, &k, "mirror.example.org", false, t).unwrap();
+    assert_eq!(pair.info.dns_names, names(&["mirror.example.org"]));
+    // What is handed back to be copied is exactly what was checked.
+    assert_eq!(pair.cert, fs::read(&c).unwrap());
+    assert_eq!(pair.key, fs::read(&k).unwrap());
     // A chain file (leaf first, then the CA) is fine too.
     fs::write(&c, format!("{}{}", server.cert, ca.cert)).unwrap();
-    check_user_pair(&c, &k, "mirror.example.org", false, t).unwrap();
+    let chain = check_user_pair(&c, &k, "mirror.example.org", false, t).unwrap();
+    assert_eq!(chain.cert, fs::read(&c).unwrap());
 }
 
 #[test]
@@ -544,7 +548,9 @@ fn check_user_pair_reports_a_wrong_host_unless_skipped() {
             c.display()
         )]
     );
-    let info = check_user_pair(&c, &k, "mirror.example.org", true, t).unwrap();
+    let info = check_user_pair(&c, &k, "mirror.example.org", true, t)
+        .unwrap()
+        .info;
     assert_eq!(info.ip_addrs, vec![ip]);
 }
 
