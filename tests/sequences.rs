@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, host_env, unique};
 use mirror_registry::api::defaults::{self, HostFacts};
 use mirror_registry::api::{load, Phase, Status};
+use mirror_registry::reconcile::claims::Held;
 use mirror_registry::reconcile::record;
 use mirror_registry::spec_file::splice::without_status;
 
@@ -351,12 +352,19 @@ enum Res {
     Port(u16),
 }
 
-fn overlaps(a: &Res, b: &Res) -> bool {
-    match (a, b) {
-        (Res::Root(x), Res::Root(y)) => x.starts_with(y) || y.starts_with(x),
-        (Res::Store(Loc::Path(x)), Res::Store(Loc::Path(y))) => {
-            x.starts_with(y) || y.starts_with(x)
+impl Res {
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Res::Root(p) | Res::Store(Loc::Path(p)) => Some(p),
+            _ => None,
         }
+    }
+}
+
+/// Paths clash when one is inside the other, whatever the field.
+fn overlaps(a: &Res, b: &Res) -> bool {
+    match (a.path(), b.path()) {
+        (Some(x), Some(y)) => x.starts_with(y) || y.starts_with(x),
         _ => a == b,
     }
 }
@@ -519,7 +527,9 @@ impl World {
     /// The observedSpecHash the controller reports for `text`, if valid.
     fn hash_of(&self, text: &[u8]) -> Option<String> {
         let l = load::parse(Path::new("spec.yaml"), text).ok()?;
-        Some(defaults::resolve(&l.resource, &l.name, &self.host).hash())
+        defaults::resolve(&l.resource, &l.name, &self.host)
+            .hash()
+            .ok()
     }
 }
 
@@ -613,13 +623,16 @@ struct RegM {
     running: Option<SpecM>,
     /// What the last settle observed.
     observed: Option<Class>,
-    /// Everything it held while recorded: another registry may be told
-    /// Conflict over these.
-    held: BTreeSet<Res>,
-    /// Whether the controller may have recorded deletionPolicy: Delete.
-    maybe_delete: bool,
-    /// Its last file went in this step; Some(consent to delete its data).
+    /// What its record claims: the resources of the spec last admitted
+    /// (a refused spec changes nothing of the record).
+    claims: Vec<Res>,
+    /// The deletionPolicy of the spec last admitted: Delete consents.
+    delete: bool,
+    /// Its last file went in this step: Some(consent to delete its data).
     teardown: Option<bool>,
+    /// The data directories its record listed when its last file went:
+    /// what Delete removes whole, the user's files in them too.
+    data_paths: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -640,9 +653,9 @@ struct Model {
     /// The controller's unit is installed (and so running).
     controller: bool,
     pushes: usize,
-    /// Slots whose own `<name>-storage` volume exists with another
-    /// registry's owner label (observed before each settle): a foreign
-    /// object under their name, which may make them refuse.
+    /// Slots whose storage volume exists with another registry's owner
+    /// label (observed before each settle): a volume holding another's
+    /// data is never shared.
     foreign: BTreeSet<usize>,
 }
 
@@ -675,9 +688,64 @@ impl Model {
         }
     }
 
-    /// What the settled host must show for slot `reg`. `changed`: slots
-    /// whose files this step changed.
-    fn expect(&self, w: &World, reg: usize, changed: &BTreeSet<usize>) -> Expect {
+    /// What the other registries hold or ask for, per slot: its record's
+    /// claims and its spec's (one valid file).
+    fn others(&self, w: &World, reg: usize) -> Vec<(usize, Vec<Res>, Vec<Res>)> {
+        (0..REGS)
+            .filter(|&j| j != reg && (self.present(j) || self.regs[j].record))
+            .map(|j| {
+                let recorded = if self.regs[j].record {
+                    self.regs[j].claims.clone()
+                } else {
+                    Vec::new()
+                };
+                let wanted = self
+                    .applied(j)
+                    .map(|s| w.resources(j, &s))
+                    .unwrap_or_default();
+                (j, recorded, wanted)
+            })
+            .collect()
+    }
+
+    /// Whether `mine` collides with anything another registry holds or
+    /// asks for (what `mrctl apply` and `install` refuse).
+    fn collides(&self, w: &World, reg: usize, mine: &[Res]) -> bool {
+        self.others(w, reg).iter().any(|(_, rec, want)| {
+            mine.iter()
+                .any(|m| rec.iter().chain(want).any(|o| overlaps(m, o)))
+        })
+    }
+
+    /// Whether slot `reg` asking for `mine` must give way: per collision,
+    /// whoever's record holds the thing keeps it; when both or neither do,
+    /// the lower name.
+    fn loses(&self, w: &World, reg: usize, mine: &[Res]) -> bool {
+        let held: &[Res] = if self.regs[reg].record {
+            &self.regs[reg].claims
+        } else {
+            &[]
+        };
+        self.others(w, reg).iter().any(|(j, rec, want)| {
+            mine.iter().any(|m| {
+                rec.iter().chain(want).any(|o| {
+                    if !overlaps(m, o) {
+                        return false;
+                    }
+                    let i_hold = held.iter().any(|h| overlaps(h, o));
+                    let j_hold = rec.iter().any(|h| overlaps(h, m));
+                    match (i_hold, j_hold) {
+                        (false, true) => true,
+                        (true, false) => false,
+                        _ => w.names[*j] < w.names[reg],
+                    }
+                })
+            })
+        })
+    }
+
+    /// What the settled host must show for slot `reg`.
+    fn expect(&self, w: &World, reg: usize) -> Expect {
         let files = self.files_of(reg);
         if files.is_empty() {
             return Expect::Gone;
@@ -692,88 +760,35 @@ impl Model {
         if spec.bad {
             return Expect::Invalid;
         }
-        let base = if spec.paused {
+        let mine = w.resources(reg, &spec);
+        let class = if self.loses(w, reg, &mine) || self.foreign.contains(&reg) {
+            Class::Conflict
+        } else if spec.paused {
             Class::Paused
         } else if spec.image == Img::MissingImage {
             Class::ImageMissing
         } else {
             Class::Ready
         };
-        let mine = w.resources(reg, &spec);
-        let me = &self.regs[reg];
-        let (mut required, mut possible) = (false, false);
-        for j in (0..REGS).filter(|j| *j != reg && self.present(*j)) {
-            let other = &self.regs[j];
-            let theirs: Vec<Res> = match self.applied(j) {
-                Some(s) => w.resources(j, &s),
-                None => other.held.iter().cloned().collect(),
-            };
-            let current = mine.iter().any(|a| theirs.iter().any(|b| overlaps(a, b)));
-            let held = other.record
-                && mine
-                    .iter()
-                    .any(|a| other.held.iter().any(|b| overlaps(a, b)));
-            if current && self.applied(j).is_some() {
-                // Who holds it: the one with an ownership record; between
-                // two, the one this step left alone while it served.
-                let they_hold = other.record
-                    && (!me.record
-                        || (changed.contains(&reg)
-                            && !changed.contains(&j)
-                            && matches!(other.observed, Some(Class::Ready | Class::Paused))));
-                let i_hold = me.record
-                    && (!other.record
-                        || (changed.contains(&j)
-                            && !changed.contains(&reg)
-                            && matches!(me.observed, Some(Class::Ready | Class::Paused))));
-                if they_hold {
-                    required = true;
-                } else if !i_hold {
-                    possible = true;
-                }
-            } else if current || held {
-                possible = true;
-            }
-        }
-        if self.foreign.contains(&reg)
-            && w.loc(reg, spec.storage) == w.loc(reg, StoreAt::DefaultVolume)
-        {
-            possible = true;
-        }
-        let mut set = BTreeSet::new();
-        if required {
-            set.insert(Class::Conflict);
-            if base != Class::Ready {
-                // Whether a paused or imageless newcomer is told about the
-                // conflict or its own state first is not promised.
-                set.insert(base);
-            }
-        } else {
-            set.insert(base);
-            if possible {
-                set.insert(Class::Conflict);
-            }
-        }
-        Expect::Classes(set)
+        Expect::Classes([class].into())
     }
 }
 
 fn class_of(s: &Status) -> Option<Class> {
     let cond = |t: &str| s.conditions.iter().find(|c| c.type_ == t);
+    if s.conditions
+        .iter()
+        .any(|c| c.status == "False" && (c.reason == "Conflict" || c.reason == "PortConflict"))
+    {
+        return Some(Class::Conflict);
+    }
     match s.phase {
         Phase::Ready => Some(Class::Ready),
         Phase::Paused => Some(Class::Paused),
-        _ => {
-            if s.conditions.iter().any(|c| {
-                c.status == "False" && (c.reason == "Conflict" || c.reason == "PortConflict")
-            }) {
-                Some(Class::Conflict)
-            } else if cond("ImagesPresent").is_some_and(|c| c.status == "False") {
-                Some(Class::ImageMissing)
-            } else {
-                None
-            }
+        _ if cond("ImagesPresent").is_some_and(|c| c.status == "False") => {
+            Some(Class::ImageMissing)
         }
+        _ => None,
     }
 }
 
@@ -803,6 +818,9 @@ struct Seq {
     step: usize,
     /// Slots a hand-made disruption touched this step (restart allowed).
     hand: BTreeSet<usize>,
+    /// What mrctl said will exist (true) or go (false), checked once the
+    /// step has settled.
+    promised: Vec<(Loc, bool, String)>,
     notes: Vec<String>,
 }
 
@@ -820,6 +838,7 @@ impl Seq {
             done: Vec::new(),
             step: 0,
             hand: BTreeSet::new(),
+            promised: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -1101,10 +1120,19 @@ impl Seq {
     }
 
     /// A slot lost its last file: its data goes only with consent.
-    fn lost_file(&mut self, reg: usize, consent: bool) {
-        if !self.m.present(reg) {
-            self.m.regs[reg].teardown = Some(consent);
+    /// A slot lost its last file: its data goes only with consent, by
+    /// default the deletionPolicy its record holds (the spec last admitted).
+    fn lost_file(&mut self, reg: usize, consent: Option<bool>) {
+        if self.m.present(reg) {
+            return;
         }
+        let r = &mut self.m.regs[reg];
+        r.teardown = Some(consent.unwrap_or(r.delete));
+        r.data_paths = record::load(&self.w.state(), &self.w.names[reg])
+            .ok()
+            .flatten()
+            .map(|rec| rec.data_paths.into_iter().collect())
+            .unwrap_or_default();
     }
 
     fn act(&mut self, a: &Action) -> Check {
@@ -1118,15 +1146,15 @@ impl Seq {
                 let (file, _) = self.m.files_of(reg).remove(0);
                 std::fs::remove_file(self.path_of(&file)).unwrap();
                 self.m.files.remove(&file);
-                let consent = self.m.regs[reg].maybe_delete;
-                self.lost_file(reg, consent);
+                self.lost_file(reg, None);
                 Ok(())
             }
             Action::Delete { reg } => {
                 let name = self.name(reg).to_string();
                 let o = self.mrctl(&["delete", &name]);
+                let out = text(&o.stdout);
                 if o.status.code() != Some(0)
-                    || text(&o.stdout) != format!("mirrorregistry/{name} deleted\n")
+                    || !out.contains(&format!("mirrorregistry/{name} deleted\n"))
                 {
                     return fail(format!("mrctl delete {name}: {}", show(&o)));
                 }
@@ -1138,8 +1166,40 @@ impl Seq {
                     }
                     self.m.files.remove(&file);
                 }
-                let consent = self.m.regs[reg].maybe_delete;
-                self.lost_file(reg, consent);
+                // What it announced the teardown removes, checked once settled.
+                let delete = out.contains("deletionPolicy Delete");
+                if delete != self.m.regs[reg].delete && self.m.regs[reg].record {
+                    return fail(format!(
+                        "(6) mrctl delete announced deletionPolicy {}, the spec last applied says {}: {}",
+                        if delete { "Delete" } else { "Retain" },
+                        if self.m.regs[reg].delete { "Delete" } else { "Retain" },
+                        show(&o)
+                    ));
+                }
+                for l in out.lines().filter_map(|l| l.strip_prefix("  - ")) {
+                    if let Some(v) = l.strip_prefix("volume ") {
+                        self.promised.push((
+                            Loc::Volume(v.to_string()),
+                            false,
+                            format!("mrctl delete announced it removes volume {v}"),
+                        ));
+                    } else if let Some(p) = l.strip_suffix(" (all its contents)") {
+                        self.promised.push((
+                            Loc::Path(p.into()),
+                            false,
+                            format!("mrctl delete announced it removes {p}"),
+                        ));
+                    } else if let Some((_, files)) = l.split_once(" the controller wrote: ") {
+                        for f in files.split(", ") {
+                            self.promised.push((
+                                Loc::Path(f.into()),
+                                false,
+                                format!("mrctl delete announced it removes {f}"),
+                            ));
+                        }
+                    }
+                }
+                self.lost_file(reg, None);
                 Ok(())
             }
             Action::Uninstall { reg, auto_approve } => self.uninstall(reg, auto_approve),
@@ -1209,6 +1269,35 @@ impl Seq {
         }
     }
 
+    /// The owner label of a volume: None when there is no such volume.
+    fn volume_owner(v: &str) -> Option<String> {
+        let o = sh(
+            "podman",
+            &[
+                "volume",
+                "inspect",
+                "--format",
+                "{{index .Labels \"io.mirrorregistry.owner\"}}",
+                v,
+            ],
+        );
+        o.status
+            .success()
+            .then(|| text(&o.stdout).trim().to_string())
+    }
+
+    /// Slot `reg`'s storage is a volume holding another registry's data.
+    fn foreign_volume(&self, reg: usize, s: &SpecM) -> bool {
+        let Loc::Volume(v) = self.w.loc(reg, s.storage) else {
+            return false;
+        };
+        let mine = self.m.regs[reg].record
+            && self.m.regs[reg]
+                .claims
+                .contains(&Res::Store(Loc::Volume(v.clone())));
+        !mine && Seq::volume_owner(&v).is_some_and(|o| o != self.name(reg) && !o.is_empty())
+    }
+
     fn install(&mut self, reg: usize) -> Check {
         let name = self.name(reg).to_string();
         let spec = SpecM::installed(reg);
@@ -1217,17 +1306,32 @@ impl Seq {
         let files = self.m.files_of(reg);
         let dest = format!("{name}.yaml");
         let clash = self.m.files.get(&dest).filter(|f| f.slot != reg).cloned();
+        let mine = self.w.resources(reg, &spec);
         #[derive(PartialEq, Debug)]
         enum Pred {
             Fresh,
             Same,
-            Refused,
+            Refused(String),
         }
         let pred = match files.as_slice() {
-            [] if clash.is_some() => Pred::Refused,
-            [] => Pred::Fresh,
+            [] if self.m.collides(&self.w, reg, &mine) => {
+                Pred::Refused("it collides with another registry".into())
+            }
+            [] if self.foreign_volume(reg, &spec) => {
+                Pred::Refused("its volume holds another registry's data".into())
+            }
+            [] => match &clash {
+                Some(c) => Pred::Refused(format!(
+                    "{dest} holds the spec of mirrorregistry/{}",
+                    self.name(c.slot)
+                )),
+                None => Pred::Fresh,
+            },
             [(_, f)] if !f.spec.bad && self.w.hash_of(f.text.as_bytes()) == want_hash => Pred::Same,
-            _ => Pred::Refused,
+            _ => Pred::Refused(
+                "it is installed with another spec, or its file is invalid or not the only one"
+                    .into(),
+            ),
         };
         // How it will settle, to know whether install can wait for Ready.
         let mut hypo = self.m.clone();
@@ -1242,9 +1346,7 @@ impl Seq {
                 },
             );
         }
-        let changed: BTreeSet<usize> = [reg].into();
-        let ready_only =
-            hypo.expect(&self.w, reg, &changed) == Expect::Classes([Class::Ready].into());
+        let ready_only = hypo.expect(&self.w, reg) == Expect::Classes([Class::Ready].into());
         let timeout = if ready_only { "150s" } else { "20s" };
         let root = self.w.root_path(spec.root).display().to_string();
         let before: BTreeMap<String, String> = self
@@ -1268,21 +1370,17 @@ impl Seq {
         ]);
         let out = text(&o.stdout);
         match pred {
-            Pred::Refused => {
+            Pred::Refused(why) => {
                 if o.status.code() != Some(1) {
                     return fail(format!(
-                        "mrctl install {name} should have been refused ({}): {}",
-                        match &clash {
-                            Some(c) => format!("{dest} holds mirrorregistry/{}", self.name(c.slot)),
-                            None => "installed with another spec".to_string(),
-                        },
+                        "mrctl install {name} should have been refused ({why}): {}",
                         show(&o)
                     ));
                 }
                 for (f, bytes) in &before {
                     if &self.read_user_bytes(f) != bytes {
                         return fail(format!(
-                            "the refused mrctl install changed {f}: {}",
+                            "the refused mrctl install ({why}) changed {f}: {}",
                             show(&o)
                         ));
                     }
@@ -1295,7 +1393,8 @@ impl Seq {
                     let got = std::fs::read_to_string(self.path_of(&dest)).unwrap_or_default();
                     if self.w.hash_of(got.as_bytes()) != want_hash {
                         return fail(format!(
-                            "mrctl install wrote {dest} with another spec than its flags say:\n{got}"
+                            "mrctl install wrote {dest} with another spec than its flags say:\n{got}\n{}",
+                            show(&o)
                         ));
                     }
                     self.m.files.insert(
@@ -1362,12 +1461,17 @@ impl Seq {
                     .join(format!("apply-{}.yaml", self.step));
                 std::fs::write(&src, &t).unwrap();
                 let o = self.mrctl(&["apply", "-f", src.to_str().unwrap()]);
-                if clash {
-                    if o.status.code() != Some(1)
-                        || !text(&o.stderr).contains("already exists and holds")
-                    {
+                let refusal = if self.m.collides(&self.w, reg, &self.w.resources(reg, &spec)) {
+                    Some("collides with another registry")
+                } else if clash {
+                    Some("already exists and holds")
+                } else {
+                    None
+                };
+                if let Some(why) = refusal {
+                    if o.status.code() != Some(1) || !text(&o.stderr).contains(why) {
                         return fail(format!(
-                            "mrctl apply over {dest}, which holds another registry: {}",
+                            "mrctl apply should have refused ({why}): {}",
                             show(&o)
                         ));
                     }
@@ -1423,15 +1527,19 @@ impl Seq {
                     .join(format!("apply-{}.yaml", self.step));
                 std::fs::write(&src, &t).unwrap();
                 let o = self.mrctl(&["apply", "-f", src.to_str().unwrap()]);
-                if files.len() > 1 || spec.bad {
+                let refusal = if spec.bad {
+                    Some("invalid spec")
+                } else if self.m.collides(&self.w, reg, &self.w.resources(reg, &spec)) {
+                    Some("collides with another registry")
+                } else if files.len() > 1 {
+                    Some("the name is in two files")
+                } else {
+                    None
+                };
+                if let Some(why) = refusal {
                     if o.status.code() != Some(1) {
                         return fail(format!(
-                            "mrctl apply should have refused ({}): {}",
-                            if spec.bad {
-                                "invalid spec"
-                            } else {
-                                "the name is in two files"
-                            },
+                            "mrctl apply should have refused ({why}): {}",
                             show(&o)
                         ));
                     }
@@ -1524,43 +1632,104 @@ impl Seq {
                 text: without_status(&content),
             },
         );
-        let consent = self.m.regs[reg].maybe_delete;
-        self.lost_file(reg, consent);
+        self.lost_file(reg, None);
         Ok(())
     }
 
-    fn uninstall(&mut self, reg: usize, auto_approve: bool) -> Check {
+    /// What `mrctl uninstall` reports as the registry's data, from its
+    /// record: volumes and directories, each with whether it exists now.
+    fn data_items(&self, reg: usize) -> Vec<(Loc, bool)> {
+        let Ok(Some(rec)) = record::load(&self.w.state(), self.name(reg)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Loc> = rec.volumes.iter().cloned().map(Loc::Volume).collect();
+        out.extend(rec.data_paths.iter().cloned().map(Loc::Path));
+        for c in rec.held() {
+            let l = match c.what {
+                Held::Volume(v) => Loc::Volume(v),
+                Held::Path(p) => Loc::Path(p),
+                Held::Port(_) => continue,
+            };
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+        out.into_iter()
+            .map(|l| {
+                let there = match &l {
+                    Loc::Volume(v) => sh("podman", &["volume", "exists", v]).status.success(),
+                    Loc::Path(p) => p.symlink_metadata().is_ok(),
+                };
+                (l, there)
+            })
+            .collect()
+    }
+
+    fn uninstall(&mut self, reg: usize, consent: bool) -> Check {
         let name = self.name(reg).to_string();
         let files = self.m.files_of(reg);
-        let present = !files.is_empty() || self.m.regs[reg].record;
+        let r = self.m.regs[reg].clone();
+        let present = !files.is_empty() || r.record;
         let unit_file = World::unit_dir().join(self.w.ctl_unit());
         let had_controller = self.m.controller;
-        let mut args = vec!["uninstall", "--name", &name, "--timeout", "90s"];
-        if auto_approve {
+        let data_before = self.data_items(reg);
+        // Consent decides the deletionPolicy the controller must have
+        // recorded before the spec goes; when it cannot be told (an
+        // unusable spec) or does not record it (a refused spec), nothing
+        // is removed.
+        let usable = files.len() == 1 && !files[0].1.spec.bad;
+        let needs_record = r.record && r.delete != consent;
+        let refused = present && needs_record && (!usable || r.observed == Some(Class::Conflict));
+        let mut args = vec!["uninstall", "--name", &name, "--timeout", "45s"];
+        if consent {
             args.push("--autoApprove");
         }
         let o = self.mrctl_ctl(&args);
         let out = text(&o.stdout);
-        let unusable = files.len() > 1 || files.first().is_some_and(|f| f.1.spec.bad);
-        if present && auto_approve && unusable {
-            // Data cannot be marked for deletion: refused, nothing removed.
-            if o.status.code() != Some(1) {
+        if refused {
+            if o.status.code() != Some(1) || !text(&o.stderr).contains("nothing was removed") {
                 return fail(format!(
-                    "mrctl uninstall --autoApprove of an unusable spec: {}",
+                    "mrctl uninstall {}should have refused: the controller cannot record deletionPolicy {}: {}",
+                    if consent { "--autoApprove " } else { "" },
+                    if consent { "Delete" } else { "Retain" },
                     show(&o)
                 ));
             }
-            for (f, m) in &files {
-                if self.read_user_bytes(f) != m.text {
-                    return fail(format!("the refused uninstall changed {f}"));
+            // The spec file may now say what consent asked for.
+            if usable {
+                let (f, m) = &files[0];
+                let spec = SpecM {
+                    delete: consent,
+                    ..m.spec
+                };
+                let text = self.read_user_bytes(f);
+                if self.w.hash_of(text.as_bytes())
+                    != self.w.hash_of(self.w.spec_text(reg, &spec).as_bytes())
+                {
+                    return fail(format!("the refused uninstall left {f} as:\n{text}"));
                 }
+                self.m.files.insert(
+                    f.clone(),
+                    FileM {
+                        slot: reg,
+                        spec,
+                        text,
+                    },
+                );
+            }
+            for (l, there) in &data_before {
+                self.promised.push((
+                    l.clone(),
+                    *there,
+                    format!("mrctl uninstall refused and removed nothing, {l} included"),
+                ));
             }
             return Ok(());
         }
         if o.status.code() != Some(0) {
             return fail(format!("mrctl uninstall --name {name}: {}", show(&o)));
         }
-        if !present && !self.m.controller {
+        if !present && !had_controller {
             if !out.contains("not installed") {
                 return fail(format!("mrctl uninstall of nothing: {}", show(&o)));
             }
@@ -1573,8 +1742,7 @@ impl Seq {
             }
         }
         if present {
-            self.m.regs[reg].teardown = Some(auto_approve);
-            // What it printed, checked against the host right away.
+            self.lost_file(reg, Some(consent));
             if !out.contains("units, containers and pod removed") {
                 return fail(format!(
                     "mrctl uninstall did not report the teardown: {}",
@@ -1584,39 +1752,62 @@ impl Seq {
             let leftovers = self.leftovers(reg);
             if !leftovers.is_empty() {
                 return fail(format!(
-                    "mrctl uninstall printed `units, containers and pod removed`, yet {} remain: {}",
+                    "(6) mrctl uninstall printed `units, containers and pod removed`, yet {} remain: {}",
                     leftovers.join(", "),
                     show(&o)
                 ));
             }
-            if let Some(line) = out.lines().find(|l| l.starts_with("data kept: ")) {
-                if auto_approve {
-                    return fail(format!(
-                        "uninstall --autoApprove kept the data: {}",
-                        show(&o)
-                    ));
-                }
-                let list = line["data kept: ".len()..]
-                    .split(" (")
-                    .next()
-                    .unwrap_or_default();
-                for item in list.split(", ") {
-                    let there = match item.strip_prefix("volume ") {
-                        Some(v) => sh("podman", &["volume", "exists", v]).status.success(),
-                        None => Path::new(item).exists(),
+            if !consent {
+                // Without consent every piece of data that was there stays.
+                for (l, there) in &data_before {
+                    let still = match l {
+                        Loc::Volume(v) => sh("podman", &["volume", "exists", v]).status.success(),
+                        Loc::Path(p) => p.symlink_metadata().is_ok(),
                     };
-                    if !there {
+                    if *there && !still {
                         return fail(format!(
-                            "mrctl uninstall printed that it kept {item}, which is gone: {}",
+                            "(1) mrctl uninstall without --autoApprove removed {l}: {}",
                             show(&o)
                         ));
                     }
                 }
-            } else if !auto_approve && out.contains("data deleted") {
-                return fail(format!(
-                    "uninstall without --autoApprove deleted data: {}",
-                    show(&o)
-                ));
+                if out.contains("data deleted") {
+                    return fail(format!(
+                        "uninstall without --autoApprove says it deleted data: {}",
+                        show(&o)
+                    ));
+                }
+            }
+            // What it printed, against what exists now.
+            for l in out.lines() {
+                let (list, exists) = if let Some(x) = l.strip_prefix("data kept: ") {
+                    (x.split(" (a new install").next().unwrap_or_default(), true)
+                } else if let Some(x) = l.strip_prefix("still present: ") {
+                    (x, true)
+                } else if let Some(x) = l.strip_prefix("data deleted: ") {
+                    (x, false)
+                } else if let Some(x) = l.strip_prefix("also deleted: ") {
+                    (x, false)
+                } else if let Some(x) = l.strip_prefix("no longer present: ") {
+                    (x, false)
+                } else {
+                    continue;
+                };
+                for item in list.split(", ") {
+                    let there = match item.strip_prefix("volume ") {
+                        Some(v) => sh("podman", &["volume", "exists", v]).status.success(),
+                        None if item.starts_with('/') => Path::new(item).symlink_metadata().is_ok(),
+                        // "N of the controller's files"
+                        None => continue,
+                    };
+                    if there != exists {
+                        return fail(format!(
+                            "(6) mrctl uninstall printed `{l}`, but {item} {}: {}",
+                            if there { "exists" } else { "does not exist" },
+                            show(&o)
+                        ));
+                    }
+                }
             }
         }
         let others = (0..REGS).any(|j| self.m.present(j) || (j != reg && self.m.regs[j].record));
@@ -1909,6 +2100,12 @@ impl Seq {
                         for list in self.m.data.values_mut() {
                             list.retain(|p| p.via != i);
                         }
+                        // Data directories it created go whole, with what
+                        // the user put in them.
+                        let trees = self.m.regs[i].data_paths.clone();
+                        self.m
+                            .user_files
+                            .retain(|f, _| !trees.iter().any(|t| f.starts_with(t)));
                     }
                     self.m.regs[i] = RegM::default();
                 }
@@ -1927,16 +2124,16 @@ impl Seq {
                         Some(Class::Paused) => r.running = None,
                         _ => {}
                     }
-                    match c {
-                        Some(Class::Conflict) | None => r.maybe_delete |= spec.delete,
-                        _ => {
-                            r.maybe_delete = spec.delete;
-                            r.held.extend(res);
-                        }
+                    // Admitted: the record now holds this spec's claims
+                    // and deletionPolicy. Refused: the record is as it was.
+                    if c != Some(Class::Conflict) {
+                        r.claims = res;
+                        r.delete = spec.delete;
                     }
                     r.record = recorded;
                     if !r.record {
-                        r.held.clear();
+                        r.claims.clear();
+                        r.delete = false;
                     }
                     r.teardown = None;
                 }
@@ -2295,48 +2492,55 @@ impl Seq {
         Ok(())
     }
 
+    /// The record keeps the deletionPolicy of the spec last admitted, and
+    /// what mrctl said would exist or go does.
+    fn check_records_and_words(&mut self) -> Check {
+        for i in 0..REGS {
+            if !self.m.regs[i].record {
+                continue;
+            }
+            let Ok(Some(rec)) = record::load(&self.w.state(), self.name(i)) else {
+                continue;
+            };
+            let want = self.m.regs[i].delete;
+            if (rec.deletion_policy == mirror_registry::api::DeletionPolicy::Delete) != want {
+                return fail(format!(
+                    "{}: the ownership record says deletionPolicy {:?}, the spec last admitted said {}",
+                    self.name(i),
+                    rec.deletion_policy,
+                    if want { "Delete" } else { "Retain" }
+                ));
+            }
+        }
+        for (loc, exists, what) in std::mem::take(&mut self.promised) {
+            let there = match &loc {
+                Loc::Volume(v) => sh("podman", &["volume", "exists", v]).status.success(),
+                Loc::Path(p) => p.symlink_metadata().is_ok(),
+            };
+            if there != exists {
+                return fail(format!(
+                    "(6) {what}, but afterwards {loc} {}",
+                    if there { "is still there" } else { "is gone" }
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn run_step(&mut self, a: &Action) -> Check {
         let before = self.containers();
         let running_before: Vec<Option<SpecM>> = self.m.regs.iter().map(|r| r.running).collect();
-        let files_before = self.m.files.clone();
         self.hand.clear();
+        self.promised.clear();
         self.act(a)?;
-        let changed: BTreeSet<usize> = (0..REGS)
-            .filter(|&i| {
-                let b: Vec<_> = files_before
-                    .iter()
-                    .filter(|(_, f)| f.slot == i)
-                    .map(|(n, f)| (n.clone(), f.text.clone()))
-                    .collect();
-                let a: Vec<_> = self
-                    .m
-                    .files
-                    .iter()
-                    .filter(|(_, f)| f.slot == i)
-                    .map(|(n, f)| (n.clone(), f.text.clone()))
-                    .collect();
-                a != b
-            })
-            .collect();
         self.m.foreign = (0..REGS)
             .filter(|&i| {
-                let v = format!("{}-storage", self.name(i));
-                let o = sh(
-                    "podman",
-                    &[
-                        "volume",
-                        "inspect",
-                        "--format",
-                        "{{index .Labels \"io.mirrorregistry.owner\"}}",
-                        &v,
-                    ],
-                );
-                o.status.success() && text(&o.stdout).trim() != self.name(i)
+                self.m
+                    .applied(i)
+                    .is_some_and(|s| self.foreign_volume(i, &s))
             })
             .collect();
-        let expects: Vec<Expect> = (0..REGS)
-            .map(|i| self.m.expect(&self.w, i, &changed))
-            .collect();
+        let expects: Vec<Expect> = (0..REGS).map(|i| self.m.expect(&self.w, i)).collect();
         self.settle(&expects)?;
         self.absorb(&expects);
         self.check_user_bytes()?;
@@ -2345,6 +2549,7 @@ impl Seq {
         self.check_data()?;
         self.check_restarts(&before, &running_before)?;
         self.check_get()?;
+        self.check_records_and_words()?;
         Ok(())
     }
 }
@@ -2535,7 +2740,8 @@ mod regressions {
     }
 
     /// A root inside another registry's root was taken by a newcomer,
-    /// which then ran on it (MR_SEQ_SEED=20261202 MR_SEQ_INDEX=5, step 10).
+    /// which then ran on it (MR_SEQ_SEED=20261202 MR_SEQ_INDEX=5, step 10;
+    /// `mrctl install` now refuses it too, so the file is written by hand).
     #[test]
     fn a_newcomer_does_not_take_a_root_holding_anothers() {
         replay(&[
@@ -2546,7 +2752,35 @@ mod regressions {
                 via: Editor,
             },
             Push { reg: 0 },
-            Install { reg: 2 },
+            Apply {
+                reg: 2,
+                spec: SpecM::installed(2),
+                via: Editor,
+            },
+            Remove { reg: 0 },
+        ]);
+    }
+
+    /// A running registry edited onto another's port was refused, but its
+    /// status did not say so: the refusal's `UnitsActive` Conflict was
+    /// overwritten by what its old containers showed, and the probe went to
+    /// the new port, where the other registry answered (phase Degraded,
+    /// `invalid peer certificate: UnknownIssuer`). MR_SEQ_SEED=7
+    /// MR_SEQ_INDEX=2, step 14.
+    #[test]
+    #[ignore = "open: reconcile/converge.rs observe() overwrites the refusal (reported, not ours to fix)"]
+    fn a_running_registry_edited_onto_anothers_port_says_conflict() {
+        replay(&[
+            Install { reg: 0 },
+            Install { reg: 1 },
+            Push { reg: 1 },
+            Change {
+                reg: 1,
+                edit: Port(0),
+                via: Editor,
+            },
+            Push { reg: 0 },
+            Remove { reg: 0 },
         ]);
     }
 }
