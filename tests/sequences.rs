@@ -1022,67 +1022,99 @@ impl Seq {
         if self.done.is_empty() {
             return Action::Install { reg: 0 };
         }
-        for _ in 0..1000 {
-            let reg = rng.below(REGS);
-            let via = if rng.chance(50) {
-                Via::Mrctl
-            } else {
-                Via::Editor
-            };
-            let roll = if !self.m.controller && rng.chance(60) {
+        // A kind of action by weight, then a few tries at its parameters
+        // before another kind: what applies rarely (a push needs a Ready
+        // registry) is not crowded out by what always does.
+        const WEIGHTS: [(u8, usize); 15] = [
+            (0, 6),  // Install
+            (1, 9),  // Apply
+            (2, 24), // Change
+            (3, 4),  // RenameFile
+            (4, 4),  // CopyFile
+            (5, 3),  // Remove
+            (6, 3),  // Delete
+            (7, 4),  // Uninstall
+            (8, 13), // Push
+            (9, 7),  // UserFile
+            (10, 4), // RestartController
+            (11, 4), // KillController
+            (12, 2), // SecondController
+            (13, 7), // StopUnit
+            (14, 6), // RemoveContainer
+        ];
+        let total: usize = WEIGHTS.iter().map(|w| w.1).sum();
+        for _ in 0..200 {
+            let kind = if !self.m.controller && rng.chance(60) {
                 0
             } else {
-                rng.below(100)
+                let mut roll = rng.below(total);
+                WEIGHTS
+                    .iter()
+                    .find(|(_, w)| {
+                        let hit = roll < *w;
+                        roll = roll.saturating_sub(*w);
+                        hit
+                    })
+                    .map(|(k, _)| *k)
+                    .unwrap_or(2)
             };
-            let to = |rng: &mut Rng| match rng.below(5) {
-                0 | 1 => To::SameName,
-                2 | 3 => To::NewName(rng.below(REGS)),
-                _ => To::FileOf(rng.below(REGS)),
-            };
-            let a = match roll {
-                0..=5 => Action::Install { reg },
-                6..=15 => Action::Apply {
-                    reg,
-                    spec: self.random_spec(rng, reg),
-                    via,
-                },
-                16..=40 => {
-                    let s = self
-                        .m
-                        .files_of(reg)
-                        .first()
-                        .map(|f| f.1.spec)
-                        .unwrap_or(SpecM::installed(reg));
-                    Action::Change {
+            for _ in 0..6 {
+                let reg = rng.below(REGS);
+                let via = if rng.chance(50) {
+                    Via::Mrctl
+                } else {
+                    Via::Editor
+                };
+                let to = |rng: &mut Rng| match rng.below(5) {
+                    0 | 1 => To::SameName,
+                    2 | 3 => To::NewName(rng.below(REGS)),
+                    _ => To::FileOf(rng.below(REGS)),
+                };
+                let a = match kind {
+                    0 => Action::Install { reg },
+                    1 => Action::Apply {
                         reg,
-                        edit: self.random_edit(rng, reg, &s),
+                        spec: self.random_spec(rng, reg),
                         via,
+                    },
+                    2 => {
+                        let s = self
+                            .m
+                            .files_of(reg)
+                            .first()
+                            .map(|f| f.1.spec)
+                            .unwrap_or(SpecM::installed(reg));
+                        Action::Change {
+                            reg,
+                            edit: self.random_edit(rng, reg, &s),
+                            via,
+                        }
                     }
+                    3 => Action::RenameFile { reg, to: to(rng) },
+                    4 => Action::CopyFile { reg, to: to(rng) },
+                    5 => Action::Remove { reg },
+                    6 => Action::Delete { reg },
+                    7 => Action::Uninstall {
+                        reg,
+                        auto_approve: rng.chance(50),
+                    },
+                    8 => Action::Push { reg },
+                    9 => Action::UserFile {
+                        reg,
+                        place: rng.pick(&[Place::InRoot, Place::InRootConfig, Place::InStorage]),
+                    },
+                    10 => Action::RestartController,
+                    11 => Action::KillController,
+                    12 => Action::SecondController,
+                    13 => Action::StopUnit {
+                        reg,
+                        pod: rng.chance(30),
+                    },
+                    _ => Action::RemoveContainer { reg },
+                };
+                if self.applicable(&a, without) {
+                    return a;
                 }
-                41..=44 => Action::RenameFile { reg, to: to(rng) },
-                45..=48 => Action::CopyFile { reg, to: to(rng) },
-                49..=51 => Action::Remove { reg },
-                52..=54 => Action::Delete { reg },
-                55..=59 => Action::Uninstall {
-                    reg,
-                    auto_approve: rng.chance(50),
-                },
-                60..=71 => Action::Push { reg },
-                72..=77 => Action::UserFile {
-                    reg,
-                    place: rng.pick(&[Place::InRoot, Place::InRootConfig, Place::InStorage]),
-                },
-                78..=81 => Action::RestartController,
-                82..=85 => Action::KillController,
-                86..=87 => Action::SecondController,
-                88..=93 => Action::StopUnit {
-                    reg,
-                    pod: rng.chance(30),
-                },
-                _ => Action::RemoveContainer { reg },
-            };
-            if self.applicable(&a, without) {
-                return a;
             }
         }
         Action::Install { reg: 0 }
