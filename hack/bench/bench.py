@@ -146,7 +146,7 @@ def cleanup(names, ports=()):
     names = sorted(set(names))
     if not names and not ports:
         return
-    units = [f"{n}-{u}.service" for n in names for u in ("pod", "registry")]
+    units = [f"{n}-{u}.service" for n in names for u in ("pod", "registry", "app", "redis")]
     if units:
         sh(["systemctl", "--user", "stop", *units], check=False, timeout=180)
         sh(["systemctl", "--user", "disable", "--quiet", *units], check=False)
@@ -154,10 +154,11 @@ def cleanup(names, ports=()):
             (UNIT_DIR / u).unlink(missing_ok=True)
         sh(["systemctl", "--user", "daemon-reload"], check=False)
         sh(["systemctl", "--user", "reset-failed", *units], check=False)
-        sh(["podman", "rm", "-f", "--ignore", *[f"{n}-registry" for n in names]], check=False)
+        sh(["podman", "rm", "-f", "--ignore", *[f"{n}-{c}" for n in names for c in ("registry", "app", "redis")]],
+           check=False)
         sh(["podman", "pod", "rm", "-f", "--ignore", *[f"{n}-pod" for n in names]], check=False)
         have = set(sh(["podman", "volume", "ls", "-q"], check=False).stdout.split())
-        vols = [f"{n}-storage" for n in names if f"{n}-storage" in have]
+        vols = [v for n in names for v in (f"{n}-storage", f"{n}-sqlite-storage") if v in have]
         if vols:
             sh(["podman", "volume", "rm", "-f", *vols], check=False)
     for p in ports:
@@ -730,6 +731,240 @@ def fig_archive(lab, R, runs, blob_mb):
 # ------------------------------------------------------------------ report
 
 
+def fig_auth(lab, R, runs, requests=200):
+    """Authenticated against unauthenticated GET /v2/, interleaved on two
+    keep-alive TLS connections to the same registry, so only the request
+    itself is timed (the htpasswd check), not TLS handshakes."""
+    import base64
+    import http.client
+    ctl, name, port = converge_controller_once(lab, [], [])
+    try:
+        creds = {}
+        for line in (lab.root(name) / "secrets" / "init-credentials").read_text().splitlines():
+            k, _, v = line.partition(":")
+            creds[k.strip()] = v.strip().strip("'\"")
+        token = base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()
+        ctx = ssl.create_default_context(cafile=str(lab.root(name) / "tls" / "ca.crt"))
+        auth_ms, anon_ms, diffs = [], [], []
+        for _ in range(runs):
+            conns = {k: http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10) for k in ("a", "n")}
+            series = {"a": [], "n": []}
+            for i in range(requests):
+                for k in ("a", "n") if i % 2 == 0 else ("n", "a"):
+                    headers = {"Authorization": f"Basic {token}"} if k == "a" else {}
+                    t0 = time.perf_counter()
+                    conns[k].request("GET", "/v2/", headers=headers)
+                    r = conns[k].getresponse()
+                    r.read()
+                    series[k].append((time.perf_counter() - t0) * 1000)
+                    want = 200 if k == "a" else 401
+                    if r.status != want:
+                        raise RuntimeError(f"GET /v2/ ({'with' if k == 'a' else 'without'} credentials) answered {r.status}")
+            for c in conns.values():
+                c.close()
+            a, n = median(series["a"]), median(series["n"])
+            auth_ms.append(a)
+            anon_ms.append(n)
+            diffs.append(a - n)
+        R.add("Data plane", f"authenticated GET /v2/ (median of {requests} per run)", auth_ms, "ms")
+        R.add("Data plane", f"unauthenticated GET /v2/, same run (median of {requests})", anon_ms, "ms")
+        R.add("Data plane", "authenticated minus unauthenticated", diffs, "ms",
+              target="<= 2 ms", ok=median(diffs) <= 2.0)
+    finally:
+        ctl.stop()
+        cleanup([name], [port])
+
+
+def _blob(layout, data):
+    import hashlib
+    d = hashlib.sha256(data).hexdigest()
+    path = layout / "blobs" / "sha256" / d
+    if not path.exists():
+        path.write_bytes(data)
+    return {"digest": f"sha256:{d}", "size": len(data)}
+
+
+def _layer(nbytes, seed):
+    """An uncompressed tar layer holding one file of random bytes."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    data = os.urandom(nbytes)
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo(f"data/{seed}")
+        info.size = len(data)
+        info.mtime = 0
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def oci_layout(layout, images):
+    """Writes an OCI image layout: images maps a tag to a list of layer
+    tar bytes (or callables making them, so a large image is never held in
+    memory whole). Returns the total bytes of the layers per tag."""
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    index, sizes = [], {}
+    for tag, layers in images.items():
+        descs = []
+        for make in layers:
+            data = make() if callable(make) else make
+            descs.append(dict(mediaType="application/vnd.oci.image.layer.v1.tar", **_blob(layout, data)))
+        config = json.dumps({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descs]},
+        }).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **_blob(layout, config)),
+            "layers": descs,
+        }).encode()
+        index.append(dict(mediaType="application/vnd.oci.image.manifest.v1+json", **_blob(layout, manifest),
+                          annotations={"org.opencontainers.image.ref.name": tag}))
+        sizes[tag] = sum(d["size"] for d in descs)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": index}))
+    return sizes
+
+
+class BareRegistry:
+    """The same registry binary, started by hand on the host network with
+    the same TLS pair and an htpasswd of cost 5: what a user would run
+    without us."""
+
+    def __init__(self, base, tls_dir, user, password):
+        self.dir = base / "bare"
+        self.port = free_port()
+        (self.dir / "data").mkdir(parents=True)
+        ht = sh(["htpasswd", "-nbB", "-C", "5", user, password]).stdout.strip()
+        (self.dir / "htpasswd").write_text(ht + "\n")
+        (self.dir / "config.yml").write_text(f"""version: 0.1
+log: {{level: error}}
+storage:
+  filesystem: {{rootdirectory: {self.dir / 'data'}}}
+  delete: {{enabled: true}}
+http:
+  addr: 127.0.0.1:{self.port}
+  tls: {{certificate: {tls_dir / 'tls.crt'}, key: {tls_dir / 'tls.key'}}}
+auth:
+  htpasswd: {{realm: bare, path: {self.dir / 'htpasswd'}}}
+""")
+        self.proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(self.dir / "config.yml")],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.dir / "log", "w"))
+        wait_until(lambda: probe(self.port, str(tls_dir / "ca.crt")) == 401, 30, "the bare registry")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def fig_throughput(lab, R, runs, big_mb=1024, big_layers=50, small=300, small_parallel=8):
+    """Push and pull against our registry and, in the same run, the bare
+    binary: (a) one image of big_mb in big_layers layers, pushed and pulled
+    back by skopeo (which copies up to 6 layers at once; skopeo 1.9 cannot
+    be told 8); (b) `small` images of ~3 MB (a shared 2 MB base and a
+    unique 1 MB layer, like an operator catalog) pushed small_parallel at a
+    time. Fresh random layers every run, so no push is deduplicated."""
+    from concurrent.futures import ThreadPoolExecutor
+    ctl, name, port = converge_controller_once(lab, [], [])
+    base = lab.fresh("tp")
+    bare = None
+    try:
+        creds = {}
+        for line in (lab.root(name) / "secrets" / "init-credentials").read_text().splitlines():
+            k, _, v = line.partition(":")
+            creds[k.strip()] = v.strip().strip("'\"")
+        user, pw = creds["username"], creds["password"]
+        tls_dir = lab.root(name) / "tls"
+        certs = base / "certs"
+        certs.mkdir()
+        shutil.copy(tls_dir / "ca.crt", certs / "ca.crt")
+        bare = BareRegistry(base, tls_dir, user, pw)
+        targets = {"ours": port, "bare": bare.port}
+        ratios = {"big push": [], "big pull": [], "small push": []}
+        secs = {k: {t: [] for t in targets} for k in ratios}
+        cred = ["--dest-creds", f"{user}:{pw}", "--dest-cert-dir", str(certs)]
+        for run in range(runs):
+            layout = base / f"layout{run}"
+            shared = _layer(2 << 20, f"base{run}")
+            imgs = {"big": [(lambda i=i: _layer((big_mb << 20) // big_layers, f"big{run}-{i}")) for i in range(big_layers)]}
+            for i in range(small):
+                imgs[f"s{i}"] = [shared, _layer(1 << 20, f"s{run}-{i}")]
+            sizes = oci_layout(layout, imgs)
+            # Alternate which goes first, so a machine that gets busier or
+            # quieter during a run favours neither.
+            order = list(targets.items()) if run % 2 == 0 else list(targets.items())[::-1]
+            for t, p in order:
+                dest = f"docker://localhost:{p}/bench/big:{run}"
+                t0 = time.monotonic()
+                sh(["skopeo", "--command-timeout", "600s", "copy", "--quiet", *cred, f"oci:{layout}:big", dest], timeout=900)
+                secs["big push"][t].append(time.monotonic() - t0)
+                out = base / f"pulled-{t}-{run}"
+                t0 = time.monotonic()
+                sh(["skopeo", "--command-timeout", "600s", "copy", "--quiet", "--src-creds", f"{user}:{pw}",
+                    "--src-cert-dir", str(certs), dest, f"dir:{out}"], timeout=900)
+                secs["big pull"][t].append(time.monotonic() - t0)
+                shutil.rmtree(out, ignore_errors=True)
+
+                def push(i, p=p):
+                    sh(["skopeo", "--command-timeout", "300s", "copy", "--quiet", *cred, f"oci:{layout}:s{i}",
+                        f"docker://localhost:{p}/bench/small{i}:{run}"], timeout=600)
+                t0 = time.monotonic()
+                with ThreadPoolExecutor(small_parallel) as ex:
+                    list(ex.map(push, range(small)))
+                secs["small push"][t].append(time.monotonic() - t0)
+            for k in ratios:
+                ratios[k].append(secs[k]["bare"][-1] / secs[k]["ours"][-1])
+            shutil.rmtree(layout, ignore_errors=True)
+            log(f"  throughput run {run + 1}: " + ", ".join(
+                f"{k} ours {secs[k]['ours'][-1]:.1f} s / bare {secs[k]['bare'][-1]:.1f} s" for k in ratios))
+        mb = sizes["big"] / 2**20
+        for k, what in (("big push", f"push {mb:.0f} MiB image, {big_layers} layers"),
+                        ("big pull", f"pull it back ({mb:.0f} MiB)"),
+                        ("small push", f"push {small} small images, {small_parallel} at a time")):
+            R.add("Data plane", f"{what}: ours", secs[k]["ours"], "s")
+            R.add("Data plane", f"{what}: bare registry binary, same run", secs[k]["bare"], "s")
+            R.add("Data plane", f"{what}: ours against bare (speed ratio)", ratios[k], "x",
+                  target=">= 0.95", ok=median(ratios[k]) >= 0.95)
+    finally:
+        if bare:
+            bare.stop()
+        ctl.stop()
+        cleanup([name], [port])
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fig_quay(lab, R, runs):
+    """The quay engine, with the Quay stand-in, Debian's Redis and a local
+    pause image: spec dropped to Ready (which includes the initial user
+    created through the stand-in's API)."""
+    redis = sh(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                "localhost/mirror-registry/redis"]).stdout.split()
+    if not redis:
+        sys.exit("no localhost/mirror-registry/redis image: run hack/setup-host.sh")
+    times = []
+    for _ in range(runs):
+        base = lab.fresh("quay")
+        name, port = lab.name("q"), lab.port()
+        ctl = Controller(base).start()
+        spec = base / "watch" / f"{name}.yaml"
+        try:
+            text = lab.spec(name, port).replace("engine: distribution", "engine: quay") + (
+                "  images:\n    quay: localhost/mirror-registry/quay-standin:latest\n"
+                f"    redis: {redis[0]}\n    pause: localhost/mirror-registry/pause:latest\n")
+            t0 = time.monotonic()
+            drop(base / "watch", name, text)
+            wait_until(lambda: phase_of(spec) == "Ready", 120, f"{name} Ready")
+            times.append(time.monotonic() - t0)
+        finally:
+            ctl.stop()
+            cleanup([name], [port])
+    R.add("Quay engine (stand-in)", "spec dropped -> Ready, initial user created", times, "s")
+
+
 def machine():
     mem = 0
     with open("/proc/meminfo") as f:
@@ -755,7 +990,7 @@ def machine():
     )
 
 
-SECTIONS = ["Convergence", "No-op reconcile", "Idle", "Drift repair", "Scale", "Image archive"]
+SECTIONS = ["Convergence", "No-op reconcile", "Idle", "Drift repair", "Scale", "Image archive", "Data plane", "Quay engine (stand-in)"]
 
 
 def table(R):
@@ -915,12 +1150,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="runs per figure (at least 5 for the record)")
     ap.add_argument("--idle-seconds", type=int, default=60)
+    ap.add_argument("--throughput-runs", type=int, default=3, help="runs of the push/pull figures (each moves ~2.6 GiB)")
     ap.add_argument("--blob-mb", type=int, default=64, help="size of the archive image's unique layer")
     ap.add_argument("--scale", default="1,5,20", help="registry counts for the scale figure")
-    ap.add_argument("--only", default="", help="comma list of: convergence,noop,idle,drift,scale,archive")
+    ap.add_argument("--only", default="", help="comma list of: convergence,noop,idle,drift,scale,archive,auth,throughput,quay")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="'-' to write no file")
     args = ap.parse_args()
-    want = set(filter(None, args.only.split(","))) or {"convergence", "noop", "idle", "drift", "scale", "archive"}
+    want = set(filter(None, args.only.split(","))) or {"convergence", "noop", "idle", "drift", "scale", "archive", "auth", "throughput", "quay"}
     for b in (BIN, MRCTL):
         if not b.exists():
             sys.exit(f"{b} is missing: cargo build --release --bins (hack/bench/run.sh does)")
@@ -946,6 +1182,12 @@ def main():
 
     if "archive" in want:
         fig_archive(lab, R, args.runs, args.blob_mb)
+    if "auth" in want:
+        fig_auth(lab, R, args.runs)
+    if "quay" in want:
+        fig_quay(lab, R, args.runs)
+    if "throughput" in want:
+        fig_throughput(lab, R, args.throughput_runs)
     scale1 = []
     if "convergence" in want:
         fig_convergence(lab, R, args.runs, scale1)

@@ -46,8 +46,16 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub const CREDENTIALS_FILE: &str = "init-credentials";
 /// Length of a generated password.
 pub const PASSWORD_LEN: usize = 32;
-/// bcrypt cost of htpasswd entries, as `htpasswd -B` uses by default.
-pub const BCRYPT_COST: u32 = 10;
+/// bcrypt cost of htpasswd entries: bcrypt's minimum. The distribution
+/// registry verifies the hash on every authenticated request, so cost 10
+/// (`htpasswd -B`'s default) spent ~50 ms of CPU per request, capping a
+/// 2-core host at a few dozen requests a second. A work factor only slows
+/// down someone who has the hash and guesses the password offline; here the
+/// htpasswd file sits in the same root-only 0700 secrets directory as
+/// `init-credentials`, which holds the password itself (a generated one has
+/// ~190 bits, a user's passwordFile is kept there too), so whoever can read
+/// the hash can read the password, and a higher cost protects nothing.
+pub const BCRYPT_COST: u32 = 4;
 
 /// The registry's initial user.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +257,16 @@ pub fn ensure_init_credentials(
     Ok((creds, changed))
 }
 
+/// The bcrypt cost of the first htpasswd line (`user:$2y$NN$...`): a file
+/// written at another cost (an earlier version's 10) is rewritten once.
+fn hash_cost(text: &str) -> Option<u32> {
+    let hash = text.lines().next()?.split_once(':')?.1;
+    let mut parts = hash.split('$');
+    parts.next()?;
+    parts.next()?;
+    parts.next()?.parse().ok()
+}
+
 /// Keeps `path` (0600) holding exactly one htpasswd line, for `creds`.
 /// Rewrites it only when it does not verify (or holds other users), since a
 /// fresh hash differs every time. Returns whether the content changed.
@@ -259,6 +277,7 @@ pub fn ensure_htpasswd(path: &Path, creds: &Credentials) -> Result<bool> {
         .and_then(|b| std::str::from_utf8(b).ok())
         .is_some_and(|text| {
             text.lines().filter(|l| !l.trim().is_empty()).count() == 1
+                && hash_cost(text) == Some(BCRYPT_COST)
                 && htpasswd_matches(text, &creds.username, &creds.password)
         });
     if current {
@@ -289,11 +308,12 @@ mod tests {
     }
 
     #[test]
-    fn htpasswd_line_is_2y_cost_10_and_verifies() {
+    fn htpasswd_line_is_2y_cost_4_and_verifies() {
         let line = htpasswd_line("init", "s3cret").unwrap();
         let (user, hash) = line.split_once(':').unwrap();
         assert_eq!(user, "init");
-        assert!(hash.starts_with("$2y$10$"), "{hash}");
+        assert!(hash.starts_with("$2y$04$"), "{hash}");
+        assert_eq!(hash_cost(&line), Some(4));
         assert!(!line.contains('\n'));
         assert!(htpasswd_matches(&line, "init", "s3cret"));
         assert!(!htpasswd_matches(&line, "init", "other"));
@@ -510,6 +530,18 @@ mod tests {
         let text = fs::read_to_string(&p).unwrap();
         assert!(!text.contains("intruder"));
         assert!(htpasswd_matches(&text, "init", "two"));
+
+        // A hash of an earlier version's cost 10 that verifies is rewritten
+        // once at cost 4, then left alone.
+        let old = bcrypt::hash_with_result("two", 10)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        fs::write(&p, format!("init:{old}\n")).unwrap();
+        assert!(ensure_htpasswd(&p, &changed).unwrap());
+        let text = fs::read_to_string(&p).unwrap();
+        assert_eq!(hash_cost(&text), Some(BCRYPT_COST));
+        assert!(htpasswd_matches(&text, "init", "two"));
+        assert!(!ensure_htpasswd(&p, &changed).unwrap());
     }
 
     #[test]

@@ -211,9 +211,11 @@ mod tests {
         assert_eq!(q.busy(), 0);
     }
 
-    #[tokio::test]
-    async fn a_panicking_reconcile_is_retried_and_others_go_on() {
-        let runs = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    type Runs = Arc<Mutex<HashMap<String, usize>>>;
+
+    /// A queue whose handler counts runs per name and answers `f(name, run)`.
+    fn counting_queue(f: fn(&str, usize) -> Next) -> (Runs, Queue) {
+        let runs = Runs::default();
         let r = runs.clone();
         let q = Queue::new(Duration::from_millis(200), move |n| {
             let r = r.clone();
@@ -224,11 +226,19 @@ mod tests {
                     *c += 1;
                     *c
                 };
-                if n == "a" && count == 1 {
-                    panic!("a fault inside the reconcile of a");
-                }
-                Next::Done
+                f(&n, count)
             }
+        });
+        (runs, q)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_others_go_on() {
+        let (runs, q) = counting_queue(|n, count| {
+            if n == "a" && count == 1 {
+                panic!("a fault inside the reconcile of a");
+            }
+            Next::Done
         });
         q.add("a");
         q.add("b");
@@ -248,22 +258,11 @@ mod tests {
 
     #[tokio::test]
     async fn names_run_in_parallel_and_failures_retry() {
-        let runs = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-        let r = runs.clone();
-        let q = Queue::new(Duration::from_millis(200), move |n| {
-            let r = r.clone();
-            async move {
-                let count = {
-                    let mut m = r.lock().unwrap();
-                    let c = m.entry(n.clone()).or_default();
-                    *c += 1;
-                    *c
-                };
-                if n == "flaky" && count < 3 {
-                    Next::Backoff
-                } else {
-                    Next::Done
-                }
+        let (runs, q) = counting_queue(|n, count| {
+            if n == "flaky" && count < 3 {
+                Next::Backoff
+            } else {
+                Next::Done
             }
         });
         q.add("flaky");
