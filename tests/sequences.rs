@@ -286,21 +286,69 @@ impl SpecM {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    Install { reg: usize },
-    Apply { reg: usize, spec: SpecM, via: Via },
-    Change { reg: usize, edit: Edit, via: Via },
-    RenameFile { reg: usize, to: To },
-    CopyFile { reg: usize, to: To },
-    Remove { reg: usize },
-    Delete { reg: usize },
-    Uninstall { reg: usize, auto_approve: bool },
-    Push { reg: usize },
-    UserFile { reg: usize, place: Place },
+    Install {
+        reg: usize,
+    },
+    Apply {
+        reg: usize,
+        spec: SpecM,
+        via: Via,
+    },
+    Change {
+        reg: usize,
+        edit: Edit,
+        via: Via,
+    },
+    RenameFile {
+        reg: usize,
+        to: To,
+    },
+    CopyFile {
+        reg: usize,
+        to: To,
+    },
+    Remove {
+        reg: usize,
+    },
+    Delete {
+        reg: usize,
+    },
+    Uninstall {
+        reg: usize,
+        auto_approve: bool,
+    },
+    Push {
+        reg: usize,
+    },
+    UserFile {
+        reg: usize,
+        place: Place,
+    },
     RestartController,
     KillController,
     SecondController,
-    StopUnit { reg: usize, pod: bool },
-    RemoveContainer { reg: usize },
+    StopUnit {
+        reg: usize,
+        pod: bool,
+    },
+    RemoveContainer {
+        reg: usize,
+    },
+    /// Not a user action and never generated: harm done on purpose, to
+    /// check that the checks catch it.
+    Sabotage {
+        harm: Harm,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Harm {
+    /// A pushed repository's directory removed from the registry's storage.
+    DropRepository { reg: usize },
+    /// The first of the user's files changed.
+    EditUserFile,
+    /// The registry's container restarted behind the model's back.
+    RestartContainer { reg: usize },
 }
 
 impl Action {
@@ -321,6 +369,7 @@ impl Action {
             Action::SecondController => "SecondController",
             Action::StopUnit { .. } => "StopUnit",
             Action::RemoveContainer { .. } => "RemoveContainer",
+            Action::Sabotage { .. } => "Sabotage",
         }
     }
 }
@@ -1015,6 +1064,7 @@ impl Seq {
                 m.controller
             }
             Action::StopUnit { reg, .. } | Action::RemoveContainer { reg } => ready(*reg),
+            Action::Sabotage { .. } => true,
         }
     }
 
@@ -1298,6 +1348,10 @@ impl Seq {
                 self.hand.insert(reg);
                 Ok(())
             }
+            Action::Sabotage { harm } => {
+                self.sabotage(harm);
+                Ok(())
+            }
         }
     }
 
@@ -1328,6 +1382,39 @@ impl Seq {
                 .claims
                 .contains(&Res::Store(Loc::Volume(v.clone())));
         !mine && Seq::volume_owner(&v).is_some_and(|o| o != self.name(reg) && !o.is_empty())
+    }
+
+    fn sabotage(&mut self, harm: Harm) {
+        match harm {
+            Harm::DropRepository { reg } => {
+                let s = self.m.applied(reg).unwrap();
+                let loc = self.w.loc(reg, s.storage);
+                let dir = match &loc {
+                    Loc::Path(p) => p.clone(),
+                    Loc::Volume(v) => PathBuf::from(
+                        text(
+                            &sh(
+                                "podman",
+                                &["volume", "inspect", "--format", "{{.Mountpoint}}", v],
+                            )
+                            .stdout,
+                        )
+                        .trim(),
+                    ),
+                };
+                let repo = &self.m.data[&loc][0].repo;
+                std::fs::remove_dir_all(dir.join("docker/registry/v2/repositories").join(repo))
+                    .unwrap();
+            }
+            Harm::EditUserFile => {
+                let f = self.m.user_files.keys().next().unwrap();
+                std::fs::write(f, "changed\n").unwrap();
+            }
+            Harm::RestartContainer { reg } => {
+                let u = format!("{}-registry.service", self.name(reg));
+                sh("systemctl", &["--user", "restart", &u]);
+            }
+        }
     }
 
     fn install(&mut self, reg: usize) -> Check {
@@ -2739,6 +2826,40 @@ fn replay(actions: &[Action]) {
     let o = run_sequence(None, 0, actions, &[]);
     if let Some(f) = o.failure {
         panic!("the sequence failed after {} steps:\n{f}", o.steps);
+    }
+}
+
+/// The checks themselves: harm done behind the model's back is caught, by
+/// the promise it breaks.
+#[test]
+fn the_checks_catch_harm() {
+    use Action::*;
+    let user_file = UserFile {
+        reg: 0,
+        place: Place::InRoot,
+    };
+    for (harm, promise) in [
+        (Harm::DropRepository { reg: 0 }, "(1)"),
+        (Harm::EditUserFile, "(2)"),
+        (Harm::RestartContainer { reg: 0 }, "(4)"),
+    ] {
+        let o = run_sequence(
+            None,
+            0,
+            &[
+                Install { reg: 0 },
+                Push { reg: 0 },
+                user_file.clone(),
+                Sabotage { harm },
+            ],
+            &[],
+        );
+        let f = o.failure.unwrap_or_default();
+        assert!(
+            o.steps == 4 && f.starts_with("step 3") && f.contains(promise),
+            "{harm:?} should break promise {promise} at step 3, got after {} steps: {f}",
+            o.steps
+        );
     }
 }
 
