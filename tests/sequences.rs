@@ -326,6 +326,10 @@ pub enum Action {
     },
     RestartController,
     KillController,
+    /// `systemctl stop` of the controller: what follows happens while it
+    /// is down, until StartController (or install, uninstall, restart).
+    StopController,
+    StartController,
     SecondController,
     StopUnit {
         reg: usize,
@@ -366,6 +370,8 @@ impl Action {
             Action::UserFile { .. } => "UserFile",
             Action::RestartController => "RestartController",
             Action::KillController => "KillController",
+            Action::StopController => "StopController",
+            Action::StartController => "StartController",
             Action::SecondController => "SecondController",
             Action::StopUnit { .. } => "StopUnit",
             Action::RemoveContainer { .. } => "RemoveContainer",
@@ -659,6 +665,8 @@ enum Expect {
     Gone,
     /// No controller runs: nothing to wait for.
     Pending,
+    /// The controller is stopped: nothing to wait for, nothing learnt.
+    Skip,
     Invalid,
     Duplicate,
     Classes(BTreeSet<Class>),
@@ -699,8 +707,10 @@ struct Model {
     data: BTreeMap<Loc, Vec<Pushed>>,
     /// The user's files and what they hold.
     user_files: BTreeMap<PathBuf, String>,
-    /// The controller's unit is installed (and so running).
+    /// The controller's unit is installed.
     controller: bool,
+    /// ... and stopped by the user: nothing converges meanwhile.
+    down: bool,
     pushes: usize,
     /// Slots whose storage volume exists with another registry's owner
     /// label (observed before each settle): a volume holding another's
@@ -795,6 +805,9 @@ impl Model {
 
     /// What the settled host must show for slot `reg`.
     fn expect(&self, w: &World, reg: usize) -> Expect {
+        if self.controller && self.down {
+            return Expect::Skip;
+        }
         let files = self.files_of(reg);
         if files.is_empty() {
             return Expect::Gone;
@@ -1021,11 +1034,16 @@ impl Seq {
         let m = &self.m;
         let absent = |j: usize| !m.present(j) && !m.regs[j].record;
         let ready = |j: usize| {
-            m.controller && m.regs[j].observed == Some(Class::Ready) && m.applied(j).is_some()
+            m.controller
+                && !m.down
+                && m.regs[j].observed == Some(Class::Ready)
+                && m.applied(j).is_some()
         };
         match a {
             Action::Install { .. } => true,
-            Action::Apply { reg, .. } => absent(*reg),
+            // While the controller is down a removed spec may come back
+            // before its teardown.
+            Action::Apply { reg, .. } => absent(*reg) || (m.down && !m.present(*reg)),
             Action::Change { reg, .. } | Action::Remove { reg } | Action::Delete { reg } => {
                 m.present(*reg)
             }
@@ -1060,9 +1078,11 @@ impl Seq {
                     },
                 }
             }
-            Action::RestartController | Action::KillController | Action::SecondController => {
-                m.controller
+            Action::RestartController => m.controller,
+            Action::KillController | Action::SecondController | Action::StopController => {
+                m.controller && !m.down
             }
+            Action::StartController => m.controller && m.down,
             Action::StopUnit { reg, .. } | Action::RemoveContainer { reg } => ready(*reg),
             Action::Sabotage { .. } => true,
         }
@@ -1075,7 +1095,7 @@ impl Seq {
         // A kind of action by weight, then a few tries at its parameters
         // before another kind: what applies rarely (a push needs a Ready
         // registry) is not crowded out by what always does.
-        const WEIGHTS: [(u8, usize); 15] = [
+        const WEIGHTS: [(u8, usize); 17] = [
             (0, 6),  // Install
             (1, 9),  // Apply
             (2, 24), // Change
@@ -1091,6 +1111,8 @@ impl Seq {
             (12, 2), // SecondController
             (13, 7), // StopUnit
             (14, 6), // RemoveContainer
+            (15, 3), // StopController
+            (16, 8), // StartController (applies only while stopped)
         ];
         let total: usize = WEIGHTS.iter().map(|w| w.1).sum();
         for _ in 0..200 {
@@ -1160,7 +1182,9 @@ impl Seq {
                         reg,
                         pod: rng.chance(30),
                     },
-                    _ => Action::RemoveContainer { reg },
+                    14 => Action::RemoveContainer { reg },
+                    15 => Action::StopController,
+                    _ => Action::StartController,
                 };
                 if self.applicable(&a, without) {
                     return a;
@@ -1310,11 +1334,25 @@ impl Seq {
                 self.m.user_files.insert(f, content);
                 Ok(())
             }
-            Action::RestartController => {
-                let o = sh("systemctl", &["--user", "restart", &self.w.ctl_unit()]);
+            Action::RestartController | Action::StartController => {
+                let verb = if *a == Action::StartController {
+                    "start"
+                } else {
+                    "restart"
+                };
+                let o = sh("systemctl", &["--user", verb, &self.w.ctl_unit()]);
                 if !o.status.success() {
-                    return fail(format!("systemctl restart of the controller: {}", show(&o)));
+                    return fail(format!("systemctl {verb} of the controller: {}", show(&o)));
                 }
+                self.m.down = false;
+                Ok(())
+            }
+            Action::StopController => {
+                let o = sh("systemctl", &["--user", "stop", &self.w.ctl_unit()]);
+                if !o.status.success() {
+                    return fail(format!("systemctl stop of the controller: {}", show(&o)));
+                }
+                self.m.down = true;
                 Ok(())
             }
             Action::KillController => {
@@ -1508,6 +1546,7 @@ impl Seq {
             }
             Pred::Same | Pred::Fresh => {
                 self.m.controller = true;
+                self.m.down = false;
                 if pred == Pred::Fresh {
                     let got = std::fs::read_to_string(self.path_of(&dest)).unwrap_or_default();
                     if self.w.hash_of(got.as_bytes()) != want_hash {
@@ -1805,6 +1844,10 @@ impl Seq {
         }
         let o = self.mrctl_ctl(&args);
         let out = text(&o.stdout);
+        if present && had_controller {
+            // It starts a stopped controller to tear the registry down.
+            self.m.down = false;
+        }
         if refused {
             if o.status.code() != Some(1) || !text(&o.stderr).contains("nothing was removed") {
                 return fail(format!(
@@ -2102,7 +2145,7 @@ impl Seq {
     fn meets(&self, reg: usize, e: &Expect) -> Check {
         let name = self.name(reg);
         match e {
-            Expect::Pending => Ok(()),
+            Expect::Pending | Expect::Skip => Ok(()),
             Expect::Gone => {
                 if self.recorded(reg) || self.status(reg).is_some() {
                     return fail(format!("{name}: still recorded (being torn down?)"));
@@ -2163,7 +2206,7 @@ impl Seq {
 
     fn settle(&mut self, expects: &[Expect]) -> Check {
         let t0 = Instant::now();
-        if self.m.controller {
+        if self.m.controller && !self.m.down {
             while !self.controller_active() {
                 if t0.elapsed() > Duration::from_secs(90) {
                     return fail(format!(
@@ -2228,6 +2271,7 @@ impl Seq {
                     }
                     self.m.regs[i] = RegM::default();
                 }
+                Expect::Skip => {}
                 Expect::Pending | Expect::Invalid | Expect::Duplicate => {
                     self.m.regs[i].record = self.recorded(i);
                 }
@@ -2600,7 +2644,7 @@ impl Seq {
             .filter_map(|i| i["metadata"]["name"].as_str().map(String::from))
             .collect();
         let want: BTreeSet<String> = (0..REGS)
-            .filter(|i| self.m.present(*i))
+            .filter(|&i| self.m.present(i) || self.m.regs[i].record)
             .map(|i| self.name(i).to_string())
             .collect();
         if listed != want {
@@ -2631,6 +2675,10 @@ impl Seq {
                 ));
             }
         }
+        if self.m.down {
+            // A teardown mrctl announced happens once the controller runs.
+            return Ok(());
+        }
         for (loc, exists, what) in std::mem::take(&mut self.promised) {
             let there = match &loc {
                 Loc::Volume(v) => sh("podman", &["volume", "exists", v]).status.success(),
@@ -2650,7 +2698,6 @@ impl Seq {
         let before = self.containers();
         let running_before: Vec<Option<SpecM>> = self.m.regs.iter().map(|r| r.running).collect();
         self.hand.clear();
-        self.promised.clear();
         self.act(a)?;
         self.m.foreign = (0..REGS)
             .filter(|&i| {
