@@ -2984,3 +2984,55 @@ mod regressions {
         ]);
     }
 }
+
+/// Scenarios written by hand around what the generator reaches rarely.
+mod scenarios {
+    use super::Action::*;
+    use super::Edit::*;
+    use super::Via::*;
+    use super::*;
+
+    /// A data directory one registry created and left, then used and kept
+    /// (Retain) by another, was deleted whole by the first one's Delete:
+    /// a Retain teardown's kept data claims nothing (retained.json lists
+    /// only what it created), so the plan saw no other user of it.
+    #[test]
+    #[ignore = "open: reconcile/teardown.rs others_claims and record.rs retained.json ignore kept data (reported, not ours to fix)"]
+    fn a_kept_registrys_data_survives_anothers_delete() {
+        let on_path = SpecM {
+            storage: StoreAt::DataPath(0),
+            ..SpecM::installed(1)
+        };
+        replay(&[
+            Install { reg: 0 },
+            Change {
+                reg: 0,
+                edit: Storage(StoreAt::DataPath(0)),
+                via: Editor,
+            },
+            Change {
+                reg: 0,
+                edit: Storage(StoreAt::DefaultVolume),
+                via: Editor,
+            },
+            Apply {
+                reg: 1,
+                spec: on_path,
+                via: Editor,
+            },
+            Push { reg: 1 },
+            Remove { reg: 1 },
+            Change {
+                reg: 0,
+                edit: Policy(true),
+                via: Editor,
+            },
+            Delete { reg: 0 },
+            Apply {
+                reg: 1,
+                spec: on_path,
+                via: Editor,
+            },
+        ]);
+    }
+}
