@@ -7,10 +7,13 @@
 #     systemd is PID 1, otherwise a `systemd --user` manager started here
 #     (with its session bus; both outlive this script);
 #   - the local images tests use, built offline from Debian's binaries;
+#   - with --test-tools, the Python tools tests use (hack/test-tools.txt),
+#     in a venv outside the repository; the one step that needs PyPI;
 #   - hack/.host.env, which hack/env.sh sources.
 #
 # Idempotent: every step prints "changed: ..." or "in place: ...".
-# Usage: hack/setup-host.sh [--rebuild]   (--rebuild: rebuild the local images)
+# Usage: hack/setup-host.sh [--rebuild] [--test-tools]
+#   --rebuild: rebuild the local images; --test-tools: also the test tools
 set -euo pipefail
 
 HACK_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -54,7 +57,13 @@ SYSTEMD_BIN=/lib/systemd/systemd
 LOCK_FILE=/run/lock/mirror-registry-setup-host.lock
 BASE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+# The venv of the tests' Python tools (--test-tools), and what goes in it;
+# tests look for it here (MIRROR_REGISTRY_TEST_TOOLS names another).
+TEST_TOOLS_VENV=/opt/mirror-registry-test-tools
+TEST_TOOLS_REQUIREMENTS=$HACK_DIR/test-tools.txt
+
 REBUILD=0
+TEST_TOOLS=0
 CONF_CHANGED=0
 SCOPE=
 PODMAN_SOCKET=
@@ -750,6 +759,43 @@ step_images() {
     build_quay_standin_image
 }
 
+# --- test tools -------------------------------------------------------------
+
+# A venv of Debian's python3 holding hack/test-tools.txt's pins; rebuilt
+# (venv --clear) when that file changed since it was made.
+step_test_tools() {
+    local want have log venv_python=/usr/bin/python3
+    want=$(sha256sum <"$TEST_TOOLS_REQUIREMENTS" | cut -d' ' -f1)
+    have=$(cat -- "$TEST_TOOLS_VENV/.requirements.sha256" 2>/dev/null || true)
+    if [[ $want == "$have" ]] && "$TEST_TOOLS_VENV/bin/python" -c \
+        'import kubernetes_validate, celpy' 2>/dev/null; then
+        in_place "test tools in $TEST_TOOLS_VENV ($(grep -v '^#' "$TEST_TOOLS_REQUIREMENTS" | paste -sd ' ' -))"
+        return
+    fi
+    if ! package_installed python3-venv; then
+        log=$(new_tmp_dir)/apt.log
+        {
+            DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+        } >"$log" 2>&1 || {
+            tail -n 30 -- "$log" >&2
+            die "apt-get install python3-venv failed"
+        }
+        changed "installed packages: python3-venv"
+    fi
+    log=$(new_tmp_dir)/pip.log
+    {
+        "$venv_python" -m venv --clear "$TEST_TOOLS_VENV" &&
+            "$TEST_TOOLS_VENV/bin/pip" install -q --disable-pip-version-check \
+                -r "$TEST_TOOLS_REQUIREMENTS"
+    } >"$log" 2>&1 || {
+        tail -n 30 -- "$log" >&2
+        die "pip install -r $TEST_TOOLS_REQUIREMENTS into $TEST_TOOLS_VENV failed"
+    }
+    printf '%s\n' "$want" >"$TEST_TOOLS_VENV/.requirements.sha256"
+    changed "test tools in $TEST_TOOLS_VENV: $(grep -v '^#' "$TEST_TOOLS_REQUIREMENTS" | paste -sd ' ' -)"
+}
+
 # --- env file ---------------------------------------------------------------
 
 step_env_file() {
@@ -775,6 +821,7 @@ main() {
     for arg in "$@"; do
         case $arg in
         --rebuild) REBUILD=1 ;;
+        --test-tools) TEST_TOOLS=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
             return 0
@@ -793,6 +840,9 @@ main() {
     step_containers_conf
     step_systemd
     step_images
+    if ((TEST_TOOLS)); then
+        step_test_tools
+    fi
     step_env_file
 }
 

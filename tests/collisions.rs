@@ -230,3 +230,49 @@ fn merge(base: &str, extra: &str) -> String {
     out.extend(extra.lines().map(str::to_string));
     out.join("\n") + "\n"
 }
+
+/// A running registry edited onto another's port: refused (Conflict naming
+/// the other), its status says so rather than what its old containers or
+/// the other's port show, it keeps serving as it was, and the other is
+/// untouched. Found by the random sequences (tests/sequences.rs).
+#[test]
+fn a_running_registry_edited_onto_anothers_port_says_conflict() {
+    let mut lab = Lab::new();
+    lab.start(&["--resync-interval", "1h"]);
+    let (a, b) = (unique("coll-pa"), unique("coll-pb"));
+    let (a_port, b_port) = (free_port(), free_port());
+    lab.track(&a, a_port);
+    lab.track(&b, b_port);
+    lab.put(&a, &lab.spec(&a, a_port, ""));
+    lab.put(&b, &lab.spec(&b, b_port, ""));
+    wait_phase(&lab.spec_path(&a), Phase::Ready, READY);
+    wait_phase(&lab.spec_path(&b), Phase::Ready, READY);
+    let (a_started, b_started) = (
+        started_at(&format!("{a}-registry")),
+        started_at(&format!("{b}-registry")),
+    );
+    lab.put(&b, &lab.spec(&b, a_port, ""));
+    let st = wait_for(READY, "b refused", || {
+        file_status(&lab.spec_path(&b))
+            .filter(|s| condition(s, "UnitsActive").is_some_and(|c| c.reason == "Conflict"))
+    });
+    assert_eq!(st.phase, Phase::Failed);
+    let ready = condition(&st, "Ready").unwrap();
+    assert_eq!(ready.reason, "Conflict", "{ready:?}");
+    assert!(
+        ready.message.contains(&format!("is also {a}'s spec.port")),
+        "{ready:?}"
+    );
+    assert_eq!(
+        st.endpoint.as_deref(),
+        Some(format!("https://localhost:{b_port}").as_str()),
+        "the endpoint it still serves"
+    );
+    // Several reconciles later the refusal still stands, nothing restarted.
+    std::thread::sleep(Duration::from_secs(6));
+    let st = file_status(&lab.spec_path(&b)).unwrap();
+    assert_eq!(condition(&st, "UnitsActive").unwrap().reason, "Conflict");
+    assert_eq!(started_at(&format!("{a}-registry")), a_started);
+    assert_eq!(started_at(&format!("{b}-registry")), b_started);
+    assert!(serving(a_port) && serving(b_port));
+}

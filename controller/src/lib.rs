@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod export;
 pub mod host;
 pub mod naming;
 pub mod reconcile;

@@ -24,6 +24,7 @@ pub mod controller_unit;
 pub mod credentials;
 pub mod describe;
 pub mod explain;
+pub mod export;
 pub mod get;
 pub mod install;
 pub mod logs;
@@ -114,6 +115,9 @@ pub enum Command {
     Render(render::Args),
     /// Describe a field of the MirrorRegistry resource, e.g. `spec.tls`.
     Explain(explain::Args),
+    /// Write a registry as YAML for `podman kube play`, a Kubernetes cluster
+    /// or the Quay Operator, when it outgrows this host.
+    Export(export::Args),
     /// Install a registry and the controller in one command (the original
     /// mirror-registry's flags).
     Install(install::InstallArgs),
@@ -213,6 +217,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Validate(a) => validate::run(&paths, a),
         Command::Render(a) => render::run(&paths, a),
         Command::Explain(a) => explain::run(a),
+        Command::Export(a) => export::run(&paths, a),
         Command::Install(a) => block_on(install::install(&paths, a)),
         Command::Uninstall(a) => block_on(uninstall::uninstall(&paths, a)),
         Command::Upgrade(a) => block_on(install::upgrade(&paths, a)),

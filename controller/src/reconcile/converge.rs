@@ -255,6 +255,10 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
                 status.endpoint = prev.as_ref().and_then(|p| p.endpoint.clone());
                 status.credentials_file = prev.as_ref().and_then(|p| p.credentials_file.clone());
                 status.ca_file = prev.as_ref().and_then(|p| p.ca_file.clone());
+                status.components = prev
+                    .as_ref()
+                    .map(|p| p.components.clone())
+                    .unwrap_or_default();
             }
         }
         Err(e) => {
@@ -403,16 +407,14 @@ async fn converge(
     if let Some(msg) = refusal {
         tracing::warn!(registry = %r.name, "{msg}");
         c.set(st::UNITS_ACTIVE, Some(false), admission::REASON, msg);
-        // A registry already running stays as it is and is observed; a new
-        // one has nothing to observe (what carries its names is not its).
-        if existing.is_none() {
-            return Ok(Converged {
-                ca_file: None,
-                components: Vec::new(),
-            });
-        }
-        let states = unit_states(&systemd, &desired).await?;
-        return refused(&podman, &systemd, &desired, r, None, states, c).await;
+        // Nothing is observed: what runs under these names is either not
+        // this registry's, or this registry as its previous spec made it
+        // (whose port and files this spec no longer names); the status keeps
+        // what was observed before.
+        return Ok(Converged {
+            ca_file: None,
+            components: Vec::new(),
+        });
     }
     let mut rec = record_ownership(cx, r, spec_file, &desired, existing)?;
     let states = unit_states(&systemd, &desired).await?;
