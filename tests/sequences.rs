@@ -2966,9 +2966,8 @@ mod regressions {
     /// overwritten by what its old containers showed, and the probe went to
     /// the new port, where the other registry answered (phase Degraded,
     /// `invalid peer certificate: UnknownIssuer`). MR_SEQ_SEED=7
-    /// MR_SEQ_INDEX=2, step 14.
+    /// MR_SEQ_INDEX=2, step 14; fixed on main by 825b7c9.
     #[test]
-    #[ignore = "open: reconcile/converge.rs observe() overwrites the refusal (reported, not ours to fix)"]
     fn a_running_registry_edited_onto_anothers_port_says_conflict() {
         replay(&[
             Install { reg: 0 },
