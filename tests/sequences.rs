@@ -3,29 +3,42 @@
 //!
 //! A small deterministic generator (SplitMix64 from a seed) picks what a
 //! user does next from a model of what they have done so far: apply a spec,
-//! edit it (port, hostname, image, paused, deletionPolicy, storage, root),
-//! rename or copy its file, remove it, `mrctl delete`, `mrctl uninstall`
-//! with and without `--autoApprove`, `install` again, push an image, put a
-//! file of their own into a root or storage directory, point a spec at a
-//! directory of theirs, restart or SIGKILL the controller (run as
-//! `mrctl install` runs it: a systemd unit), start a second controller by
-//! hand, stop a unit or remove a container by hand. The real controller
-//! converges the real host. After every step, once it has settled (every
-//! registry reports, for its spec as it is now, what the model expects),
-//! the promises are checked:
+//! edit it (port, hostname, image, paused, deletionPolicy, storage, root,
+//! a comment, a newline in a path), rename or copy its file (keeping its
+//! name, taking another, or another's file name), remove it, `mrctl
+//! delete`, `mrctl uninstall` with and without `--autoApprove`, `install`
+//! again, push an image, put a file of their own into a root or storage
+//! directory, point a spec at a directory of theirs, restart, SIGKILL or
+//! stop and later start the controller (run as `mrctl install` runs it: a
+//! systemd unit, with a drop-in for a short resync), start a second
+//! controller by hand, stop a unit or remove a container by hand. The real
+//! controller converges the real host. After every step, once it has
+//! settled (every registry reports, for its spec as it is now, what the
+//! model expects: Ready, Paused, a missing image, Conflict by the claim
+//! rules, an invalid or duplicate spec, or torn down), the promises are
+//! checked:
 //!
 //! 1. a pushed image stays pullable (or, while nothing serves its storage,
 //!    stays on disk) until an action consents to deleting the data of the
-//!    registry it was pushed to;
+//!    registry it was pushed to: a teardown whose recorded deletionPolicy
+//!    is Delete, or `uninstall --autoApprove`;
 //! 2. no file or directory the controller did not create is changed or
 //!    removed: the user's files, their directories, the user's bytes of
-//!    every spec file;
+//!    every spec file (the one exception is documented: consented Delete
+//!    removes a data directory the controller created whole, with what
+//!    the user put into it);
 //! 3. every registry whose status says Ready serves with the credentials
 //!    and CA its status points to;
 //! 4. no container is restarted except by a spec change that needs it, or
 //!    by the repair of something removed or stopped by hand;
 //! 5. no two running registries share a root, storage or port;
-//! 6. what mrctl printed matches what exists afterwards.
+//! 6. what mrctl printed matches what exists afterwards (apply, delete and
+//!    what it announced, uninstall and its report, install, get), and the
+//!    ownership record keeps the deletionPolicy of the spec last admitted.
+//!
+//! `the_checks_catch_harm` makes sure harm done behind the model's back
+//! is caught; `regressions` keeps the sequences found breaking a promise,
+//! `scenarios` hand-written ones for what the generator reaches rarely.
 //!
 //! Environment (all optional):
 //! - `MR_SEQ_SEED`: base seed (default fixed, so CI runs the same
@@ -33,7 +46,7 @@
 //! - `MR_SEQ_COUNT` (default 3), `MR_SEQ_STEPS` (default 15).
 //! - `MR_SEQ_INDEX`: run only that sequence of the seed (replay).
 //! - `MR_SEQ_KEEP_GOING=1`: run every sequence even after a failure, fail
-//!   at the end (the soak run).
+//!   at the end (the soak run, `hack/soak.sh`).
 //! - `MR_SEQ_BUDGET` (`30m`): start no new sequence after that long.
 //! - `MR_SEQ_REPORT`: a file that gets one JSON line per sequence.
 //! - `MR_SEQ_WITHOUT`: comma-separated action names never generated
