@@ -703,6 +703,9 @@ struct RegM {
     /// The data directories its record listed when its last file went:
     /// what Delete removes whole, the user's files in them too.
     data_paths: Vec<PathBuf>,
+    /// Its record's root when its last file went: Delete removes the
+    /// controller's files there (CA and credentials among them).
+    root: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -720,6 +723,9 @@ struct Model {
     data: BTreeMap<Loc, Vec<Pushed>>,
     /// The user's files and what they hold.
     user_files: BTreeMap<PathBuf, String>,
+    /// A root's CA and credentials as a Ready registry served them: kept
+    /// data too, the same until a consented Delete removes them.
+    secrets: BTreeMap<PathBuf, (Vec<u8>, Vec<u8>)>,
     /// The controller's unit is installed.
     controller: bool,
     /// ... and stopped by the user: nothing converges meanwhile.
@@ -1247,11 +1253,60 @@ impl Seq {
         }
         let r = &mut self.m.regs[reg];
         r.teardown = Some(consent.unwrap_or(r.delete));
-        r.data_paths = record::load(&self.w.state(), &self.w.names[reg])
+        let rec = record::load(&self.w.state(), &self.w.names[reg])
             .ok()
-            .flatten()
-            .map(|rec| rec.data_paths.into_iter().collect())
+            .flatten();
+        r.data_paths = rec
+            .as_ref()
+            .map(|x| x.data_paths.iter().cloned().collect())
             .unwrap_or_default();
+        r.root = rec.map(|x| x.root);
+    }
+
+    /// A root's CA and credentials files.
+    fn root_secrets(root: &Path) -> (PathBuf, PathBuf) {
+        (
+            root.join("tls/ca.crt"),
+            root.join("secrets/init-credentials"),
+        )
+    }
+
+    /// (1) what a root holds for its registry's clients, its CA and
+    /// credentials, stays as first served until a consented Delete.
+    fn check_secrets(&mut self) -> Check {
+        for i in 0..REGS {
+            if self.m.regs[i].observed != Some(Class::Ready) {
+                continue;
+            }
+            let Some(s) = self.m.applied(i) else { continue };
+            let root = self.w.root_path(s.root);
+            let (ca, creds) = Seq::root_secrets(&root);
+            if let (Ok(a), Ok(b)) = (std::fs::read(&ca), std::fs::read(&creds)) {
+                self.m.secrets.entry(root).or_insert((a, b));
+            }
+        }
+        for (root, (ca, creds)) in &self.m.secrets {
+            let (ca_f, creds_f) = Seq::root_secrets(root);
+            for (f, want) in [(ca_f, ca), (creds_f, creds)] {
+                match std::fs::read(&f) {
+                    Ok(got) if &got == want => {}
+                    Ok(_) => {
+                        return fail(format!(
+                        "(1) {} changed: clients of the registry on {} lose their trust or login",
+                        f.display(),
+                        root.display()
+                    ))
+                    }
+                    Err(e) => {
+                        return fail(format!(
+                            "(1) {} is gone ({e}) without consent to delete it",
+                            f.display()
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn act(&mut self, a: &Action) -> Check {
@@ -2281,6 +2336,10 @@ impl Seq {
                         self.m
                             .user_files
                             .retain(|f, _| !trees.iter().any(|t| f.starts_with(t)));
+                        // And the controller's files under its root.
+                        if let Some(root) = self.m.regs[i].root.clone() {
+                            self.m.secrets.remove(&root);
+                        }
                     }
                     self.m.regs[i] = RegM::default();
                 }
@@ -2726,6 +2785,7 @@ impl Seq {
         self.check_no_sharing()?;
         self.check_ready_serves()?;
         self.check_data()?;
+        self.check_secrets()?;
         self.check_restarts(&before, &running_before)?;
         self.check_get()?;
         self.check_records_and_words()?;
