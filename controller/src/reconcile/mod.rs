@@ -164,16 +164,33 @@ impl Context {
         dirty
     }
 
-    /// Every name the controller knows: spec files and ownership records.
+    /// Every name the controller knows: spec files, ownership records and
+    /// status copies. A spec refused before anything of it was recorded
+    /// (a conflict) and removed while the controller was stopped leaves
+    /// only its status copy: looking at the name again removes it, so it
+    /// does not linger in `mrctl get NAME`.
     pub fn all_names(&self) -> std::collections::BTreeSet<String> {
         let mut names = self.index().names();
         names.extend(record::names(&self.state_dir));
+        names.extend(status_names(&self.state_dir));
         names
     }
 
     pub fn files_for(&self, name: &str) -> Vec<PathBuf> {
         self.index().files_for(name)
     }
+}
+
+/// Names with a status copy in the state directory.
+fn status_names(state_dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(state_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(record::STATUS_FILE).is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| crate::api::validate::is_dns1123_label(n))
+        .collect()
 }
 
 /// Reconciles `name`, containing a panic: the registry is retried after its
