@@ -2045,7 +2045,11 @@ impl Seq {
             return Ok(());
         }
         if others {
-            if out.contains("stopped and removed") || !self.controller_active() {
+            // Kept, and running unless the user had stopped it.
+            if out.contains("stopped and removed")
+                || !unit_file.exists()
+                || (!self.m.down && !self.controller_active())
+            {
                 return fail(format!(
                     "mrctl uninstall stopped the controller while it still manages others: {}",
                     show(&o)
@@ -2216,7 +2220,9 @@ impl Seq {
             Expect::Pending | Expect::Skip => Ok(()),
             Expect::Gone => {
                 if self.recorded(reg) || self.status(reg).is_some() {
-                    return fail(format!("{name}: still recorded (being torn down?)"));
+                    return fail(format!(
+                        "{name}: its ownership record or status copy is still there (being torn down?)"
+                    ));
                 }
                 let left = self.leftovers(reg);
                 if !left.is_empty() {
@@ -2519,7 +2525,16 @@ impl Seq {
                 continue;
             }
             let name = self.name(reg);
-            if let Some(s) = self.m.applied(reg) {
+            // A status for the spec as it is now names its endpoint (one
+            // from before an edit the stopped controller has not seen yet
+            // names the one still served).
+            let current = self.m.files_of(reg).first().is_some_and(|(f, _)| {
+                let bytes = std::fs::read(self.path_of(f)).unwrap_or_default();
+                self.w
+                    .hash_of(&bytes)
+                    .is_some_and(|h| Some(h) == st.observed_spec_hash)
+            });
+            if let Some(s) = self.m.applied(reg).filter(|_| current) {
                 if st.endpoint.as_deref() != Some(self.w.endpoint(&s).as_str()) {
                     return fail(format!(
                         "(3) {name}: status endpoint {:?}, the spec says {}",
@@ -3053,6 +3068,30 @@ mod regressions {
             },
             Push { reg: 0 },
             Remove { reg: 0 },
+        ]);
+    }
+
+    /// A spec refused for a conflict (nothing recorded), removed while the
+    /// controller was stopped, left its status copy behind for good: the
+    /// controller, started again, never looked at the name, and `mrctl get
+    /// NAME` kept showing it (MR_SEQ_SEED=31 MR_SEQ_INDEX=40, step 10).
+    /// Fixed in reconcile/mod.rs: status copies name registries too.
+    #[test]
+    fn a_refused_spec_removed_while_the_controller_is_stopped_is_forgotten() {
+        replay(&[
+            Install { reg: 0 },
+            Apply {
+                reg: 1,
+                spec: SpecM {
+                    port: 0,
+                    ..SpecM::installed(1)
+                },
+                via: Editor,
+            },
+            StopController,
+            Remove { reg: 1 },
+            StartController,
+            Install { reg: 1 },
         ]);
     }
 }
