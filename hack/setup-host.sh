@@ -8,7 +8,9 @@
 #     (with its session bus; both outlive this script);
 #   - the local images tests use, built offline from Debian's binaries;
 #   - with --test-tools, the Python tools tests use (hack/test-tools.txt),
-#     in a venv outside the repository; the one step that needs PyPI;
+#     in a venv outside the repository; the one step that needs PyPI; and
+#     what the observability test drives: Debian's prometheus and chromium,
+#     and playwright-core (npm, hack/browser) for chromium;
 #   - hack/.host.env, which hack/env.sh sources.
 #
 # Idempotent: every step prints "changed: ..." or "in place: ...".
@@ -796,6 +798,76 @@ step_test_tools() {
     changed "test tools in $TEST_TOOLS_VENV: $(grep -v '^#' "$TEST_TOOLS_REQUIREMENTS" | paste -sd ' ' -)"
 }
 
+# --- observability test tools ----------------------------------------------
+
+# tests/observability.rs scrapes the controller with a real Prometheus and
+# reads its status page in a real browser: Debian's prometheus and chromium,
+# without recommends (no node exporter, no desktop extras), their packaged
+# services never started; and playwright-core from npm, pinned by
+# hack/browser/package-lock.json, which drives /usr/bin/chromium (it downloads
+# no browser of its own).
+OBS_PACKAGES=(prometheus chromium)
+BROWSER_DIR=$HACK_DIR/browser
+NODE_MIN_MAJOR=20
+
+step_observability_packages() {
+    local missing=() p log policy=/usr/sbin/policy-rc.d added_policy=0 rc=0
+    for p in "${OBS_PACKAGES[@]}"; do
+        package_installed "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        in_place "packages installed: ${OBS_PACKAGES[*]}"
+        return
+    fi
+    # Tests run their own Prometheus on a free loopback port: keep the
+    # packaged one (all interfaces, :9090) from starting now or at boot.
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        added_policy=1
+    fi
+    log=$(new_tmp_dir)/apt.log
+    {
+        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    } >"$log" 2>&1 || rc=$?
+    if ((added_policy)); then
+        rm -f -- "$policy"
+    fi
+    if ((rc != 0)); then
+        tail -n 30 -- "$log" >&2
+        die "apt-get install ${missing[*]} failed (exit $rc)"
+    fi
+    changed "installed packages: ${missing[*]}"
+    # --root=/ works on the unit files whether or not a system manager runs.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] &&
+        systemctl --root=/ disable prometheus.service >/dev/null 2>&1; then
+        changed "disabled the packaged prometheus.service (tests start their own)"
+    fi
+}
+
+step_browser_driver() {
+    local node_major want have log
+    command -v node >/dev/null && command -v npm >/dev/null ||
+        die "node and npm not found: the browser test drives chromium with playwright-core (Node.js >= $NODE_MIN_MAJOR)"
+    node_major=$(node -p 'process.versions.node.split(".")[0]')
+    ((node_major >= NODE_MIN_MAJOR)) ||
+        die "Node.js $(node --version) is too old for playwright-core (needs >= $NODE_MIN_MAJOR)"
+    want=$(node -p "require('$BROWSER_DIR/package-lock.json').packages['node_modules/playwright-core'].version")
+    have=$(node -p "require('$BROWSER_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+    if [[ $have == "$want" ]]; then
+        in_place "playwright-core $have in $BROWSER_DIR/node_modules"
+        return
+    fi
+    log=$(new_tmp_dir)/npm.log
+    # No install scripts: playwright-core has none, and no browser download.
+    if ! (cd -- "$BROWSER_DIR" && npm ci --no-audit --no-fund --ignore-scripts) >"$log" 2>&1; then
+        tail -n 30 -- "$log" >&2
+        die "npm ci in $BROWSER_DIR failed"
+    fi
+    changed "installed playwright-core $want into $BROWSER_DIR/node_modules (npm ci)"
+}
+
 # --- env file ---------------------------------------------------------------
 
 step_env_file() {
@@ -842,6 +914,8 @@ main() {
     step_images
     if ((TEST_TOOLS)); then
         step_test_tools
+        step_observability_packages
+        step_browser_driver
     fi
     step_env_file
 }

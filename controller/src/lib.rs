@@ -6,6 +6,7 @@ pub mod cli;
 pub mod export;
 pub mod host;
 pub mod naming;
+pub mod observability;
 pub mod reconcile;
 pub mod render;
 pub mod settings;

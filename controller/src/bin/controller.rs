@@ -9,12 +9,15 @@ use anyhow::Context as _;
 use clap::Parser;
 use mirror_registry::api::defaults::HostFacts;
 use mirror_registry::host::{self, lock, podman, systemd};
+use mirror_registry::observability;
 use mirror_registry::reconcile::{run, Context, StatusMode};
 use mirror_registry::settings::{self, Scope};
 use mirror_registry::telemetry::{self, LogFormat};
 
 /// The exit status of a controller that another one keeps out.
 const EXIT_LOCKED: i32 = 3;
+/// Invalid arguments, as clap exits for them.
+const EXIT_USAGE: i32 = 2;
 
 const AFTER_HELP: &str = "\
 One controller per directory: the controller holds an exclusive lock on
@@ -79,6 +82,17 @@ struct Args {
     /// directory's lock to exit before refusing (exit 3); 0s: refuse at once.
     #[arg(long, env = lock::LOCK_TIMEOUT_ENV, default_value = "0s", value_parser = humantime::parse_duration)]
     lock_timeout: Duration,
+    /// Serve Prometheus metrics at /metrics and a status page at / on
+    /// ADDR (IP:PORT, e.g. 127.0.0.1:9161). Off unless given; not with
+    /// --once. A loopback address unless --metrics-auth-file is given.
+    #[arg(long, env = observability::ADDRESS_ENV, value_name = "ADDR")]
+    metrics_address: Option<String>,
+    /// With --metrics-address: HTTP Basic credentials every request must
+    /// carry, from a file only the controller's user may read (mode 0600;
+    /// 'username:' and 'password:' lines). Required for an address other
+    /// than loopback.
+    #[arg(long, env = observability::AUTH_FILE_ENV, value_name = "FILE")]
+    metrics_auth_file: Option<PathBuf>,
     #[arg(
         long,
         env = "MIRROR_REGISTRY_LOG_FORMAT",
@@ -92,6 +106,13 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init(args.log_format);
+    let listen = match metrics_listen(&args) {
+        Ok(l) => l,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cx = Context::new(
         args.watch_dir,
@@ -132,5 +153,25 @@ async fn main() -> anyhow::Result<()> {
         let ready = run::once(cx, args.once_timeout, &held).await?;
         std::process::exit(if ready { 0 } else { 1 });
     }
+    if let Some(l) = listen {
+        let wanted = l.address;
+        let addr = observability::serve(cx.clone(), l)
+            .await
+            .with_context(|| format!("--metrics-address {wanted}: cannot listen"))?;
+        tracing::info!(
+            "serving metrics at http://{addr}/metrics and the status page at http://{addr}/"
+        );
+    }
     run::run(cx, args.resync_interval, held).await
+}
+
+/// `--metrics-address` and `--metrics-auth-file`, checked before anything
+/// starts; `None` when off.
+fn metrics_listen(args: &Args) -> Result<Option<observability::Listen>, String> {
+    let address = args.metrics_address.as_deref().filter(|a| !a.is_empty());
+    match (address, &args.metrics_auth_file) {
+        (None, Some(_)) => Err("--metrics-auth-file needs --metrics-address".into()),
+        (None, None) => Ok(None),
+        (Some(a), auth) => observability::listen(a, auth.as_deref()).map(Some),
+    }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+use super::controller_metrics::{self, MetricsArgs};
 use super::controller_unit::{self, unit_name, ControllerArgs, UnitConfig};
 use super::state::{edit_spec, place_spec, set_spec_value, Paths, Registry, Spec};
 use super::wait::{self, Target};
@@ -97,6 +98,8 @@ pub struct InstallArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +128,8 @@ pub struct UpgradeArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -334,7 +339,11 @@ fn port_free(port: u16) -> bool {
 }
 
 /// The controller's unit, as install and upgrade write it.
-fn controller_config(paths: &Paths, c: &ControllerArgs) -> Result<(String, String)> {
+fn controller_config(
+    paths: &Paths,
+    c: &ControllerArgs,
+    m: &MetricsArgs,
+) -> Result<(String, String)> {
     let exec = controller_unit::controller_binary(c.controller_bin.as_deref())?;
     let mut env = Vec::new();
     if let Some(s) = &paths.podman_socket_given {
@@ -352,6 +361,10 @@ fn controller_config(paths: &Paths, c: &ControllerArgs) -> Result<(String, Strin
             }
         }
     }
+    let installed =
+        files::read_optional(&systemd::unit_dir(paths.scope)?.join(unit_name(&c.controller_unit)))?;
+    let installed = installed.map(|b| String::from_utf8_lossy(&b).into_owned());
+    env.extend(controller_metrics::unit_env(m, installed.as_deref())?);
     let cfg = UnitConfig {
         exec,
         scope: paths.scope,
@@ -367,8 +380,13 @@ fn controller_config(paths: &Paths, c: &ControllerArgs) -> Result<(String, Strin
     ))
 }
 
-async fn ensure_controller(paths: &Paths, systemd: &Systemd, c: &ControllerArgs) -> Result<()> {
-    let (unit, text) = controller_config(paths, c)?;
+async fn ensure_controller(
+    paths: &Paths,
+    systemd: &Systemd,
+    c: &ControllerArgs,
+    m: &MetricsArgs,
+) -> Result<()> {
+    let (unit, text) = controller_config(paths, c, m)?;
     let unit_dir = systemd::unit_dir(paths.scope)?;
     let e = controller_unit::ensure(systemd, &unit_dir, &unit, &text).await?;
     let what = match (e.file_changed, e.started) {
@@ -378,6 +396,12 @@ async fn ensure_controller(paths: &Paths, systemd: &Systemd, c: &ControllerArgs)
         (false, false) => "already running",
     };
     outln!("controller {unit} ({} scope): {what}", paths.scope);
+    if let Some(urls) = controller_metrics::urls(&controller_metrics::unit_env(
+        &MetricsArgs::default(),
+        Some(&text),
+    )?) {
+        outln!("controller {urls}");
+    }
     Ok(())
 }
 
@@ -559,6 +583,20 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
         }
     }
     if fresh {
+        // A file of that name holding another registry (renamed by hand,
+        // say) is that registry's spec: writing over it would tear it down.
+        if dest.symlink_metadata().is_ok() {
+            let held = paths
+                .read_spec(&dest)
+                .ok()
+                .and_then(|b| load::parse(&dest, &b).ok())
+                .map(|l| format!("mirrorregistry/{}", l.name))
+                .unwrap_or_else(|| "something that is not a valid spec".into());
+            return Err(Error::Failed(format!(
+                "{} already exists and holds {held}; nothing was written. Install under another --name, or move that file first",
+                dest.display()
+            )));
+        }
         refuse_collisions(paths, &resolved).await?;
     }
     if fresh && !port_free(resolved.port) {
@@ -569,7 +607,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     }
     // The controller's unit is checked before anything is written.
     let systemd = Systemd::connect(paths.scope).await?;
-    let (unit, unit_text) = controller_config(paths, &a.controller)?;
+    let (unit, unit_text) = controller_config(paths, &a.controller, &a.metrics)?;
     controller_unit::preflight(
         &systemd,
         &systemd::unit_dir(paths.scope)?,
@@ -593,7 +631,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
             dest.display()
         );
     }
-    ensure_controller(paths, &systemd, &a.controller).await?;
+    ensure_controller(paths, &systemd, &a.controller, &a.metrics).await?;
     let Some(r) = wait_ready(paths, &name, a.timeout).await? else {
         return Ok(EXIT_FAILED);
     };
@@ -717,7 +755,7 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
     crate::render::render(&new, &paths.render_context()).map_err(Error::Failed)?;
 
     let systemd = Systemd::connect(paths.scope).await?;
-    ensure_controller(paths, &systemd, &a.controller).await?;
+    ensure_controller(paths, &systemd, &a.controller, &a.metrics).await?;
     let images = |x: &Resolved| {
         crate::render::render(x, &paths.render_context())
             .map(|d| d.images)

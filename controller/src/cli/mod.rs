@@ -20,6 +20,7 @@ macro_rules! outln {
 
 pub mod apply;
 pub mod completion;
+pub mod controller_metrics;
 pub mod controller_unit;
 pub mod credentials;
 pub mod describe;

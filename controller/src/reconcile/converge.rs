@@ -292,6 +292,7 @@ async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
     let mut list = c.list;
     sort_conditions(&mut list);
     status.conditions = list;
+    crate::observability::drift::settle(name, prev.as_ref(), &status);
 
     let mut written = write_status(cx, name, path, &bytes, in_file.as_ref(), &status);
     // Edited meanwhile. An edit that leaves the spec as it was (comments,
@@ -764,6 +765,18 @@ async fn start_units(
         .filter(|(u, d)| rec.started_with.get(*u).is_some_and(|old| old != *d))
         .map(|(u, _)| u.clone())
         .collect();
+    // Before acting: what drifted from what was set up (a metric only).
+    crate::observability::drift::found(
+        &r.name,
+        crate::observability::drift::inspect(
+            &cx.unit_dir,
+            desired,
+            &states,
+            &rec.started_with,
+            &digests,
+            inputs_changed,
+        ),
+    );
     let (started, states) =
         units(cx, systemd, desired, r, inputs_changed, &stale, states, c).await?;
     if r.paused {
@@ -955,11 +968,21 @@ async fn units(
         if !changed.is_empty() {
             systemd.reload().await?;
         }
-        for n in names.iter().rev() {
-            systemd.stop(n).await?;
-            systemd.reset_failed(n).await?;
+        // Only what is not yet stopped, reset and disabled: each of these
+        // calls makes systemd signal a change, which looks at the registry
+        // again; done every time, a paused registry was reconciled about
+        // ten times a second.
+        for (n, s) in names.iter().zip(&states).rev() {
+            if !matches!(s.active_state.as_str(), "inactive" | "failed") {
+                systemd.stop(n).await?;
+            }
+            if s.active_state == "failed" {
+                systemd.reset_failed(n).await?;
+            }
         }
-        systemd.disable(&names).await?;
+        if states.iter().any(|s| s.unit_file_state == "enabled") || !changed.is_empty() {
+            systemd.disable(&names).await?;
+        }
         return Ok((false, None));
     }
     // One reload for new unit text: enabling reloads when it links anything,
@@ -1115,7 +1138,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client for the registry's HTTPS endpoint through the published port,
 /// verifying the certificate for the registry's hostname against its CA.
-fn https_client(
+pub(crate) fn https_client(
     r: &Resolved,
     ca_file: Option<&Path>,
     timeout: Duration,

@@ -197,7 +197,10 @@ fn status_names(state_dir: &std::path::Path) -> std::collections::BTreeSet<Strin
 /// backoff and the fault is told (log, and a Ready condition in the state
 /// directory's status copy), never read as success or as "the spec is gone".
 pub async fn reconcile_guarded(cx: &Context, name: &str) -> queue::Next {
-    guard(cx, name, converge::reconcile(cx, name)).await
+    let start = std::time::Instant::now();
+    let next = guard(cx, name, converge::reconcile(cx, name)).await;
+    crate::observability::metrics::global().reconciled(next, start.elapsed());
+    next
 }
 
 async fn guard(

@@ -75,14 +75,20 @@ impl Queue {
                 return;
             };
             let e = map.entry(name.to_string()).or_default();
-            if e.running {
+            let new_request = !e.running || !e.pending;
+            let start = if e.running {
                 e.pending = true;
                 false
             } else {
                 e.running = true;
                 e.pending = false;
                 true
+            };
+            if new_request {
+                crate::observability::metrics::global().queue_added();
             }
+            report(&map);
+            start
         };
         if start {
             let q = self.clone();
@@ -157,6 +163,7 @@ impl Queue {
                         Some(d)
                     }
                     Next::Backoff => {
+                        crate::observability::metrics::global().queue_retried();
                         let max = self.max_backoff;
                         let b = e.backoff.get_or_insert_with(|| new_backoff(max));
                         let d = b.next_backoff().unwrap_or(max);
@@ -164,14 +171,16 @@ impl Queue {
                         Some(d)
                     }
                 };
-                if e.pending {
+                let retry = if e.pending {
                     // An event arrived meanwhile: look again now.
                     e.pending = false;
                     Some(Duration::ZERO)
                 } else {
                     e.running = false;
                     retry
-                }
+                };
+                report(&map);
+                retry
             };
             match retry {
                 Some(d) if d.is_zero() => continue,
@@ -183,6 +192,14 @@ impl Queue {
             }
         }
     }
+}
+
+/// The queue's sizes for the metrics: names waiting for their worker
+/// (`workqueue_depth`) and names being reconciled.
+fn report(map: &HashMap<String, Entry>) {
+    let waiting = map.values().filter(|e| e.pending).count();
+    let running = map.values().filter(|e| e.running).count();
+    crate::observability::metrics::global().queue_sizes(waiting, running);
 }
 
 #[cfg(test)]

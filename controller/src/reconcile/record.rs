@@ -158,6 +158,29 @@ pub struct Retained {
     pub created_dirs: BTreeSet<PathBuf>,
     #[serde(default)]
     pub data_paths: BTreeSet<PathBuf>,
+    /// What the registry used when it was torn down: its kept data, which
+    /// no other registry's Delete may remove.
+    #[serde(default)]
+    pub claims: Claims,
+}
+
+/// What a Retain teardown of `name` kept, whatever root comes back.
+pub fn load_retained(state_dir: &Path, name: &str) -> Option<Retained> {
+    let bytes = files::read_optional(&dir(state_dir, name).join(RETAINED_FILE)).ok()??;
+    serde_json::from_slice::<Retained>(&bytes).ok()
+}
+
+/// Names with a retained.json, sorted.
+pub fn retained_names(state_dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(state_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(RETAINED_FILE).is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
 }
 
 /// Keeps what `rec` created of the data it leaves behind.
@@ -166,6 +189,7 @@ pub fn save_retained(state_dir: &Path, rec: &Record) -> Result<(), Error> {
         root: rec.root.clone(),
         created_dirs: rec.created_dirs.clone(),
         data_paths: rec.data_paths.clone(),
+        claims: rec.held(),
     };
     let d = dir(state_dir, &rec.name);
     files::ensure_dir(state_dir, 0o700)?;
@@ -182,10 +206,7 @@ pub fn save_retained(state_dir: &Path, rec: &Record) -> Result<(), Error> {
 /// What a Retain teardown of `name` kept under `root`, if that is where
 /// the registry comes back; unreadable reads as nothing (pre-existing).
 pub fn retained(state_dir: &Path, name: &str, root: &Path) -> Option<Retained> {
-    let bytes = files::read_optional(&dir(state_dir, name).join(RETAINED_FILE)).ok()??;
-    serde_json::from_slice::<Retained>(&bytes)
-        .ok()
-        .filter(|r| r.root == root)
+    load_retained(state_dir, name).filter(|r| r.root == root)
 }
 
 /// Forgets what a Retain teardown kept (after a Delete, or once a new

@@ -168,5 +168,60 @@ pub fn others_claims(
             out.push((n, rec.held()));
         }
     }
+    // Data a Retain teardown kept is still someone's: it comes back with
+    // its spec.
+    for n in record::retained_names(state_dir) {
+        if n == me || out.iter().any(|(o, _)| *o == n) {
+            continue;
+        }
+        if let Some(k) = record::load_retained(state_dir, &n) {
+            out.push((format!("{n} (kept data)"), k.claims));
+        }
+    }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a Retain teardown kept still counts as someone's, so another
+    /// registry's Delete leaves it alone.
+    #[test]
+    fn kept_data_of_a_retained_registry_is_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("blobs");
+        let mut rec = record::Record {
+            name: "kept".into(),
+            root: dir.path().join("root"),
+            ..record::Record::default()
+        };
+        rec.claims = Some(
+            [claims::Claim {
+                field: "spec.storage.path".into(),
+                what: claims::Held::Path(data.clone()),
+            }]
+            .into(),
+        );
+        record::save_retained(dir.path(), &rec).unwrap();
+        let others = others_claims(dir.path(), "deleter").unwrap();
+        assert_eq!(others.len(), 1, "{others:?}");
+        assert!(others[0].0.starts_with("kept"));
+        let deleter = record::Record {
+            name: "deleter".into(),
+            root: dir.path().join("root2"),
+            data_paths: [data.clone()].into(),
+            ..record::Record::default()
+        };
+        std::fs::create_dir_all(&data).unwrap();
+        let p = removal::plan(&deleter, &others);
+        assert!(p.trees.is_empty(), "{p:?}");
+        assert!(
+            p.kept
+                .iter()
+                .any(|k| k.contains("registry kept (kept data) uses it")),
+            "{:?}",
+            p.kept
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Engine `distribution`: the CNCF registry in `<name>-pod`, container
 //! `<name>-registry`, TLS and htpasswd auth.
 
-use super::unit::{container_unit, path_str, pod_unit, ContainerUnit, Mount};
+use super::unit::{container_unit, path_str, pod_unit_publishing, ContainerUnit, Mount};
 use super::{
     root_dirs, split_storage, storage_source, yaml_scalar, Component, Context, Desired, File,
 };
@@ -11,6 +11,10 @@ use crate::naming;
 pub const COMPONENT: &str = "registry";
 /// Where the registry listens inside the pod.
 pub const CONTAINER_PORT: u16 = 5000;
+/// The registry's debug server: its Prometheus metrics at /metrics (and Go's
+/// expvar and pprof). The pod publishes it on 127.0.0.1 only; inside the
+/// pod it listens on the pod's addresses, as the registry port does.
+pub const DEBUG_PORT: u16 = 5001;
 pub const CONFIG_FILE: &str = "registry-config.yml";
 
 /// The registry's config.yml. No secrets: the htpasswd file and TLS key are
@@ -40,6 +44,11 @@ http:
     minimumtls: tls1.2
   headers:
     X-Content-Type-Options: [nosniff]
+  debug:
+    addr: :{DEBUG_PORT}
+    prometheus:
+      enabled: true
+      path: /metrics
 auth:
   htpasswd:
     realm: {name}
@@ -114,10 +123,11 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
     Ok(Desired {
         name: r.name.clone(),
         pod: naming::pod(&r.name),
-        pod_unit: pod_unit(
+        pod_unit: pod_unit_publishing(
             &r.name,
             r.port,
             CONTAINER_PORT,
+            &[DEBUG_PORT],
             r.images.pause.as_deref(),
             std::slice::from_ref(&registry.name),
             cx,

@@ -172,6 +172,29 @@ pub fn pod_unit(
     components: &[String],
     cx: &Context,
 ) -> Result<Unit, String> {
+    pod_unit_publishing(
+        name,
+        host_port,
+        container_port,
+        &[],
+        infra_image,
+        components,
+        cx,
+    )
+}
+
+/// [`pod_unit`], also publishing each of the container ports `loopback` on
+/// 127.0.0.1 only, at a host port podman picks (read back from the
+/// container): for the controller on this host, never beyond it.
+pub fn pod_unit_publishing(
+    name: &str,
+    host_port: u16,
+    container_port: u16,
+    loopback: &[u16],
+    infra_image: Option<&str>,
+    components: &[String],
+    cx: &Context,
+) -> Result<Unit, String> {
     plain_name("registry name", name)?;
     context(cx)?;
     if let Some(i) = infra_image {
@@ -196,6 +219,9 @@ pub fn pod_unit(
         create.push(format!("--infra-image {}", quote(image)));
     }
     create.push(format!("--publish {host_port}:{container_port}"));
+    for p in loopback {
+        create.push(format!("--publish 127.0.0.1::{p}"));
+    }
     let content = format!(
         "{HEADER}[Unit]
 Description=Podman pod {pod} of MirrorRegistry {name}
