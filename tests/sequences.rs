@@ -899,6 +899,8 @@ struct Seq {
     step: usize,
     /// Slots a hand-made disruption touched this step (restart allowed).
     hand: BTreeSet<usize>,
+    /// Each slot's ownership record as the step began.
+    records_before: Vec<Option<record::Record>>,
     /// What mrctl said will exist (true) or go (false), checked once the
     /// step has settled.
     promised: Vec<(Loc, bool, String)>,
@@ -920,6 +922,7 @@ impl Seq {
             step: 0,
             hand: BTreeSet::new(),
             promised: Vec::new(),
+            records_before: vec![None; REGS],
             notes: Vec::new(),
         }
     }
@@ -1247,15 +1250,15 @@ impl Seq {
     /// A slot lost its last file: its data goes only with consent.
     /// A slot lost its last file: its data goes only with consent, by
     /// default the deletionPolicy its record holds (the spec last admitted).
+    /// Its record as it was before the step (the controller may have torn
+    /// it down already) says what Delete removes.
     fn lost_file(&mut self, reg: usize, consent: Option<bool>) {
         if self.m.present(reg) {
             return;
         }
+        let rec = self.records_before[reg].clone();
         let r = &mut self.m.regs[reg];
         r.teardown = Some(consent.unwrap_or(r.delete));
-        let rec = record::load(&self.w.state(), &self.w.names[reg])
-            .ok()
-            .flatten();
         r.data_paths = rec
             .as_ref()
             .map(|x| x.data_paths.iter().cloned().collect())
@@ -2785,6 +2788,9 @@ impl Seq {
         let before = self.containers();
         let running_before: Vec<Option<SpecM>> = self.m.regs.iter().map(|r| r.running).collect();
         self.hand.clear();
+        self.records_before = (0..REGS)
+            .map(|i| record::load(&self.w.state(), self.name(i)).ok().flatten())
+            .collect();
         self.act(a)?;
         self.m.foreign = (0..REGS)
             .filter(|&i| {
