@@ -1542,6 +1542,8 @@ impl Seq {
             Refused(String),
         }
         let pred = match files.as_slice() {
+            // Removed while the controller was stopped: not torn down yet.
+            [] if self.m.regs[reg].record => Pred::Refused("it is being torn down".into()),
             [] if self.m.collides(&self.w, reg, &mine) => {
                 Pred::Refused("it collides with another registry".into())
             }
@@ -1619,6 +1621,12 @@ impl Seq {
                 self.m.controller = true;
                 self.m.down = false;
                 if pred == Pred::Fresh {
+                    if !o.status.success() && !self.path_of(&dest).exists() {
+                        return fail(format!(
+                            "mrctl install {name} failed before writing its spec: {}",
+                            show(&o)
+                        ));
+                    }
                     let got = std::fs::read_to_string(self.path_of(&dest)).unwrap_or_default();
                     if self.w.hash_of(got.as_bytes()) != want_hash {
                         return fail(format!(
