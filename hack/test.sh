@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The project's test command: prepare the host (idempotent), then run every
-# test against it. Extra arguments go to the test binaries, e.g. a name filter.
+# test against it: `cargo test`, then the guest tests (hack/test-vm.sh: a
+# booted Debian guest, system scope, reboots). Extra arguments go to the test
+# binaries, e.g. a name filter; with them, or with MIRROR_REGISTRY_VM_TESTS=0,
+# the guest tests are left out.
 set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 hack/setup-host.sh --test-tools
 # shellcheck source=hack/env.sh
 . hack/env.sh
-exec cargo test --workspace -- --test-threads=2 "$@"
+cargo test --workspace -- --test-threads=2 "$@"
+if (($# == 0)) && [[ ${MIRROR_REGISTRY_VM_TESTS:-1} != 0 ]]; then
+    exec hack/test-vm.sh
+fi

@@ -315,3 +315,41 @@ fn a_unit_never_replaces_a_foreign_container() {
     lab.start(&[]);
     wait_for(READY, "serving again", || serving(port).then_some(()));
 }
+
+/// `mrctl install` of a new name whose `<name>.yaml` already holds another
+/// registry's spec (a file renamed by hand) refuses, writing nothing: that
+/// file is the other registry's, and writing over it would tear it down.
+/// Found by the random sequences (tests/sequences.rs).
+#[test]
+fn install_never_writes_over_anothers_spec_file() {
+    let lab = Lab::new();
+    let (a, b) = (unique("own-a"), unique("own-b"));
+    let text = lab.spec(&a, free_port(), "");
+    std::fs::write(lab.watch().join(format!("{b}.yaml")), &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrctl"))
+        .args(["--watch-dir", lab.watch().to_str().unwrap()])
+        .args([
+            "--state-dir",
+            lab.state().to_str().unwrap(),
+            "--scope",
+            "user",
+        ])
+        .args(["install", "--engine", "distribution", "--name", &b])
+        .args(["--quayHostname", &format!("localhost:{}", free_port())])
+        .args(["--controller-unit", &unique("own-ctl"), "--timeout", "5s"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("already exists and holds mirrorregistry/{a}")),
+        "{err}"
+    );
+    assert_eq!(
+        read(&lab.watch().join(format!("{b}.yaml"))),
+        text,
+        "untouched"
+    );
+    assert!(!lab.state().join(&b).exists(), "nothing recorded");
+}

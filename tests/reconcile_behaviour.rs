@@ -219,6 +219,22 @@ fn paused_stops_units_and_keeps_everything() {
             )
         })
         .collect();
+    // Paused is a resting state: its own stop, reset and disable must not
+    // wake it again and again (it once reconciled ~10 times a second).
+    std::thread::sleep(Duration::from_secs(2));
+    let count = || {
+        lab.logs()
+            .lines()
+            .filter(|l| l.contains("reconciled") && l.contains("duration_us") && l.contains(&name))
+            .count()
+    };
+    let before = count();
+    std::thread::sleep(Duration::from_secs(5));
+    let woken = count() - before;
+    assert!(
+        woken <= 3,
+        "a paused registry was reconciled {woken} times in 5 s"
+    );
     for u in [pod_unit(&name), registry_unit(&name)] {
         assert_ne!(unit_active(&u), "active", "{u} after pausing");
         assert_eq!(unit_enabled(&u), "disabled", "{u} after pausing");

@@ -101,6 +101,14 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Loaded, Invalid> {
     let status = map
         .remove("status")
         .and_then(|s| serde_yaml::from_value::<Status>(s).ok());
+    // An empty file the controller wrote status into is still empty: the
+    // same message as before that write, whichever read comes first.
+    if map.is_empty() {
+        return Err(invalid(vec![Problem::new(
+            "",
+            "expected a mapping with apiVersion, kind, metadata and spec, got nothing but a status block",
+        )]));
+    }
 
     // Structural problems first; the offending nodes are dropped so the rest
     // can still be checked for meaning, and the user sees everything at once.

@@ -115,10 +115,15 @@ impl Context {
         dirty
     }
 
-    /// Every name the controller knows: spec files and ownership records.
+    /// Every name the controller knows: spec files, ownership records and
+    /// status copies. A spec refused before anything of it was recorded
+    /// (a conflict) and removed while the controller was stopped leaves
+    /// only its status copy: looking at the name again removes it, so it
+    /// does not linger in `mrctl get NAME`.
     pub fn all_names(&self) -> BTreeSet<String> {
         let mut names = self.index().names();
         names.extend(store::names(&self.state_dir));
+        names.extend(status_names(&self.state_dir));
         names
     }
 
@@ -130,4 +135,16 @@ impl Context {
     pub fn strict(&self) -> bool {
         self.scope == Scope::System
     }
+}
+
+/// Names with a status copy in the state directory.
+fn status_names(state_dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(state_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(store::status::STATUS_FILE).is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| crate::api::validate::is_dns1123_label(n))
+        .collect()
 }

@@ -161,8 +161,21 @@ pub fn plan(rec: &Record, others: &[(String, Claims)]) -> Plan {
             None => p.volumes.push(v.clone()),
         }
     }
+    let held = rec.held();
     for d in &rec.data_paths {
         if d.symlink_metadata().is_err() {
+            continue;
+        }
+        // A data directory it made and then stopped using (its spec moved
+        // to another storage) may hold someone else's data by now.
+        let still_used = held.iter().any(
+            |c| matches!(&c.what, Held::Path(q) if claims::normalise(q) == claims::normalise(d)),
+        );
+        if !still_used {
+            p.kept.push(format!(
+                "{} kept: the registry no longer uses it as its storage",
+                d.display()
+            ));
             continue;
         }
         if let Some(sys) = system_dir(d) {
@@ -422,6 +435,29 @@ mod tests {
             "{p:?}"
         );
         assert_eq!(p.kept.len(), 2, "{:?}", p.kept);
+    }
+
+    /// A data directory it made, then stopped using (its spec moved to a
+    /// volume), may hold another registry's data by now: kept.
+    #[test]
+    fn a_data_directory_no_longer_used_is_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let mut claims = Claims::new();
+        claims.insert(Claim {
+            field: "spec.storage.volume".into(),
+            what: Held::Volume("v".into()),
+        });
+        let rec = Record {
+            root: t.path().join("root"),
+            data_paths: [data.clone()].into(),
+            claims: Some(claims),
+            ..Record::default()
+        };
+        let p = plan(&rec, &[]);
+        assert!(p.trees.is_empty(), "{p:?}");
+        assert!(p.kept.iter().any(|k| k.contains("no longer uses it")));
     }
 
     #[test]

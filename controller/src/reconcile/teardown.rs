@@ -155,3 +155,48 @@ async fn teardown(cx: &Context, rec: &record::Record) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a Retain teardown kept still counts as someone's, so another
+    /// registry's Delete leaves it alone.
+    #[test]
+    fn kept_data_of_a_retained_registry_is_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("blobs");
+        let mut rec = record::Record {
+            name: "kept".into(),
+            root: dir.path().join("root"),
+            ..record::Record::default()
+        };
+        rec.claims = Some(
+            [claims::Claim {
+                field: "spec.storage.path".into(),
+                what: claims::Held::Path(data.clone()),
+            }]
+            .into(),
+        );
+        store::retained::save(dir.path(), &rec).unwrap();
+        let others = record::others_claims(dir.path(), "deleter").unwrap();
+        assert_eq!(others.len(), 1, "{others:?}");
+        assert!(others[0].0.starts_with("kept"));
+        let deleter = record::Record {
+            name: "deleter".into(),
+            root: dir.path().join("root2"),
+            data_paths: [data.clone()].into(),
+            ..record::Record::default()
+        };
+        std::fs::create_dir_all(&data).unwrap();
+        let p = removal::plan(&deleter, &others);
+        assert!(p.trees.is_empty(), "{p:?}");
+        assert!(
+            p.kept
+                .iter()
+                .any(|k| k.contains("registry kept (kept data) uses it")),
+            "{:?}",
+            p.kept
+        );
+    }
+}

@@ -125,5 +125,15 @@ pub fn others_claims(state_dir: &Path, me: &str) -> Result<Vec<(String, Claims)>
             out.push((n, rec.held()));
         }
     }
+    // Data a Retain teardown kept is still someone's: it comes back with
+    // its spec.
+    for n in super::retained::names(state_dir) {
+        if n == me || out.iter().any(|(o, _)| *o == n) {
+            continue;
+        }
+        if let Some(k) = super::retained::load_any(state_dir, &n) {
+            out.push((format!("{n} (kept data)"), k.claims));
+        }
+    }
     Ok(out)
 }

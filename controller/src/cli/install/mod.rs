@@ -142,6 +142,20 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
         }
     }
     if fresh {
+        // A file of that name holding another registry (renamed by hand,
+        // say) is that registry's spec: writing over it would tear it down.
+        if dest.symlink_metadata().is_ok() {
+            let held = paths
+                .read_spec(&dest)
+                .ok()
+                .and_then(|b| load::parse(&dest, &b).ok())
+                .map(|l| format!("mirrorregistry/{}", l.name))
+                .unwrap_or_else(|| "something that is not a valid spec".into());
+            return Err(Error::Failed(format!(
+                "{} already exists and holds {held}; nothing was written. Install under another --name, or move that file first",
+                dest.display()
+            )));
+        }
         refuse_collisions(paths, &resolved).await?;
     }
     if fresh && !port_free(resolved.port) {

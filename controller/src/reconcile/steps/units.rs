@@ -14,7 +14,7 @@ use super::super::{Context, Error};
 use super::unit_plan::{self, Action, Decision, UnitView};
 use crate::api::defaults::Resolved;
 use crate::host::files;
-use crate::host::systemd::{Systemd, UnitState};
+use crate::host::systemd::{ActiveState, Systemd, UnitState};
 use crate::naming;
 use crate::render::Desired;
 use crate::store::{self, record::Record};
@@ -104,11 +104,21 @@ async fn apply(
         if !changed.is_empty() {
             systemd.reload().await?;
         }
-        for n in names.iter().rev() {
-            systemd.stop(n).await?;
-            systemd.reset_failed(n).await?;
+        // Only what is not yet stopped, reset and disabled: each of these
+        // calls makes systemd signal a change, which looks at the registry
+        // again; done every time, a paused registry was reconciled about
+        // ten times a second.
+        for (n, s) in names.iter().zip(&states).rev() {
+            if !matches!(s.active_state, ActiveState::Inactive | ActiveState::Failed) {
+                systemd.stop(n).await?;
+            }
+            if s.active_state == ActiveState::Failed {
+                systemd.reset_failed(n).await?;
+            }
         }
-        systemd.disable(&names).await?;
+        if states.iter().any(|s| s.unit_file_state == "enabled") || !changed.is_empty() {
+            systemd.disable(&names).await?;
+        }
         return Ok(Applied {
             started: false,
             states: None,
