@@ -767,10 +767,13 @@ impl Model {
     }
 
     /// What the other registries hold or ask for, per slot: its record's
-    /// claims and its spec's (one valid file).
-    fn others(&self, w: &World, reg: usize) -> Vec<(usize, Vec<Res>, Vec<Res>)> {
+    /// claims and its spec's (one valid file). `settled`: as the host will
+    /// be once the controller has settled, when a registry without a spec
+    /// file has been torn down and holds nothing; otherwise as it is now,
+    /// when its record may still be there.
+    fn others(&self, w: &World, reg: usize, settled: bool) -> Vec<(usize, Vec<Res>, Vec<Res>)> {
         (0..REGS)
-            .filter(|&j| j != reg && (self.present(j) || self.regs[j].record))
+            .filter(|&j| j != reg && (self.present(j) || (!settled && self.regs[j].record)))
             .map(|j| {
                 let recorded = if self.regs[j].record {
                     self.regs[j].claims.clone()
@@ -789,7 +792,7 @@ impl Model {
     /// Whether `mine` collides with anything another registry holds or
     /// asks for (what `mrctl apply` and `install` refuse).
     fn collides(&self, w: &World, reg: usize, mine: &[Res]) -> bool {
-        self.others(w, reg).iter().any(|(_, rec, want)| {
+        self.others(w, reg, false).iter().any(|(_, rec, want)| {
             mine.iter()
                 .any(|m| rec.iter().chain(want).any(|o| overlaps(m, o)))
         })
@@ -804,7 +807,7 @@ impl Model {
         } else {
             &[]
         };
-        self.others(w, reg).iter().any(|(j, rec, want)| {
+        self.others(w, reg, true).iter().any(|(j, rec, want)| {
             mine.iter().any(|m| {
                 rec.iter().chain(want).any(|o| {
                     if !overlaps(m, o) {
