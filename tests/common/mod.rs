@@ -42,13 +42,35 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// A TCP port free right now.
+/// A TCP port free right now, never handed out before in this process, and
+/// with no trust directory (`/etc/containers/certs.d/HOST:PORT`) left on the
+/// host. A registry another test installed but has not started yet does not
+/// listen, so binding alone would hand its port out twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.contains(&port) || trust_dir_exists(port) {
+            continue;
+        }
+        given.push(port);
+        return port;
+    }
+}
+
+fn trust_dir_exists(port: u16) -> bool {
+    let suffix = format!(":{port}");
+    std::fs::read_dir("/etc/containers/certs.d")
+        .map(|dir| {
+            dir.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+        })
+        .unwrap_or(false)
 }
 
 /// Polls `f` until it returns Some or `timeout` passes.
