@@ -45,11 +45,11 @@ openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
 rm -f "$tls/tls.csr" "$tls/server.ext"
 chmod 0644 "$tls/ca.crt" "$tls/tls.crt"
 
-# 3. Credentials: a generated password, bcrypt htpasswd (cost 10, as the
-#    controller writes).
+# 3. Credentials: a generated password, bcrypt htpasswd at the cost the
+#    controller writes (host::credentials::BCRYPT_COST).
 password=$(LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true)
 printf 'username: init\npassword: %s\n' "$password" >"$ROOT/secrets/init-credentials"
-printf '%s' "$password" | htpasswd -iBC 10 -c "$ROOT/secrets/htpasswd" init 2>/dev/null
+printf '%s' "$password" | htpasswd -iBC 4 -c "$ROOT/secrets/htpasswd" init 2>/dev/null
 unset password
 
 # 4. Unit files and config.yml, copied from the rendered text.

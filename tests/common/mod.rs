@@ -260,6 +260,17 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop();
+        // A failed test shows what the controller did.
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let lines: Vec<&str> = logs.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!(
+                "--- controller log (last {} lines)\n{}",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         for name in self.names.clone() {
             cleanup(name.as_str());
         }

@@ -268,6 +268,22 @@ impl Systemd {
         self.run_job(JobKind::Start, unit).await
     }
 
+    /// Queues a start of `unit` alone (mode `ignore-requirements`: what it
+    /// `Wants=` is not pulled in; ordering still holds) and returns without
+    /// waiting. A later [`Systemd::start`] of the same unit joins that job.
+    pub async fn queue_start_alone(&self, unit: &str) -> Result<()> {
+        self.count();
+        self.manager
+            .start_unit(unit, "ignore-requirements")
+            .await
+            .map(drop)
+            .map_err(|source| Error::Call {
+                op: "start",
+                target: unit.to_string(),
+                source: Box::new(source),
+            })
+    }
+
     /// Restarts `unit` (starts it when inactive) and waits for the job.
     pub async fn restart(&self, unit: &str) -> Result<()> {
         self.run_job(JobKind::Restart, unit).await
@@ -414,6 +430,9 @@ impl Systemd {
             unit_file_state: reader.string("UnitFileState")?,
             need_daemon_reload: reader.boolean("NeedDaemonReload")?,
             fragment_path: reader.string("FragmentPath")?,
+            last_active_us: reader
+                .u64("ActiveExitTimestampMonotonic")?
+                .saturating_sub(reader.u64("ActiveEnterTimestampMonotonic")?),
         })
     }
 
@@ -460,6 +479,15 @@ impl Props<'_> {
                 property,
                 message: e.to_string(),
             })
+    }
+
+    fn u64(&self, property: &'static str) -> Result<u64> {
+        let value = self.get(property)?;
+        u64::try_from(&**value).map_err(|e| Error::Property {
+            unit: self.unit.to_string(),
+            property,
+            message: e.to_string(),
+        })
     }
 
     fn boolean(&self, property: &'static str) -> Result<bool> {

@@ -15,6 +15,16 @@ pub struct UnitState {
     pub need_daemon_reload: bool,
     /// The unit file the manager loaded; empty when none.
     pub fragment_path: String,
+    /// How long the unit was last active, in microseconds, once it has
+    /// left that state (0 while active or never active).
+    pub last_active_us: u64,
+}
+
+impl UnitState {
+    /// systemd waits `RestartSec=` before bringing this unit back.
+    pub fn auto_restart_pending(&self) -> bool {
+        self.active_state == ActiveState::Activating && self.sub_state == "auto-restart"
+    }
 }
 
 /// A unit's ActiveState, as systemd names it (`Display` and `as_str` give

@@ -11,9 +11,10 @@
 //! | directories under the root | [`ownership`] | |
 //! | quay's secrets, then render again with them | `super::quay` | |
 //! | certificate: generated and renewed, or the user's checked and copied | [`tls`] | yes (`InvalidCertificate`) |
+//! | images: present, loaded from the archive, or pulled | [`images`] | |
+//! | never started: unit files, and the pod's start queued ([`units::start_pod_early`]) | [`units`] | |
 //! | init credentials and htpasswd | [`credentials`] | |
 //! | config files and copies | [`config`] | |
-//! | images: present, loaded from the archive, or pulled | [`images`] | |
 //! | volumes and data directories | [`storage`] | |
 //! | the host's trust entry for the generated CA | [`trust`] | |
 //! | unit files, reload, enable, start or restart ([`unit_plan`] decides) | [`units`] | |
@@ -100,11 +101,18 @@ pub async fn converge(
         return refused(&podman, &systemd, &desired, r, None, states, out).await;
     };
     let ca_file = served.ca_file;
-    let (creds, htpasswd_changed) = credentials::ensure(r)?;
-    let inputs_changed = served.changed | htpasswd_changed | config::write(&desired)?;
     let images = images::ensure(&podman, &desired.images, r.images.archive.as_deref()).await;
     let images_ok = images.is_ok();
     out.push(Outcome::Images(images));
+    // Never started yet: the pod is created while the steps below run.
+    let mut states = states;
+    if images_ok && !r.paused && rec.started_with.is_empty() {
+        if let Some(now) = units::start_pod_early(cx, &systemd, &desired, r, &states).await? {
+            states = now;
+        }
+    }
+    let (creds, htpasswd_changed) = credentials::ensure(r)?;
+    let inputs_changed = served.changed | htpasswd_changed | config::write(&desired)?;
     storage::ensure(cx, &podman, &mut rec, &desired, r).await?;
     trust::ensure(cx, &mut rec, r, ca_file.as_deref())?;
 

@@ -48,7 +48,17 @@ pub struct UnitView<'a> {
     pub file_changed: bool,
     /// It runs with other inputs than it was last started with.
     pub stale: bool,
+    /// systemd waits `RestartSec=` to bring it back, after it was active
+    /// this long (microseconds).
+    pub auto_restart_after_us: Option<u64>,
 }
+
+/// A unit that stayed up at least this long before it stopped (removed,
+/// killed, crashed) is restarted at once instead of after the unit's
+/// `RestartSec=`: that delay damps crash loops, and a run this long is not
+/// one. Shorter runs keep systemd's pacing, so a crash loop restarts no
+/// faster than it would without the controller.
+pub const RESTART_AT_ONCE_AFTER_US: u64 = 1_000_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -70,7 +80,8 @@ impl Decision {
 /// A pod whose text or inputs changed restarts; one not running starts.
 /// A component restarts when its text, the files it mounts
 /// (`inputs_changed`) or its recorded inputs changed, and starts when it is
-/// not running; after the pod (re)started every component is started.
+/// not running (or waits for systemd's restart delay after a long run);
+/// after the pod (re)started every component is started.
 pub fn decide(units: &[UnitView<'_>], inputs_changed: bool) -> Decision {
     if let Some(u) = units.iter().find(|u| *u.state == ActiveState::Deactivating) {
         return Decision::Wait {
@@ -89,8 +100,14 @@ pub fn decide(units: &[UnitView<'_>], inputs_changed: bool) -> Decision {
     let mut actions = vec![pod_action];
     for u in components {
         let must_restart = u.file_changed || inputs_changed || u.stale;
+        let waits_long_enough = u
+            .auto_restart_after_us
+            .is_some_and(|up| up >= RESTART_AT_ONCE_AFTER_US);
         let running = matches!(u.state, ActiveState::Active | ActiveState::Activating);
         actions.push(match (running && !pod_started, must_restart) {
+            // systemd leaves a start job queued until the delay is over; a
+            // restart cuts it short.
+            (true, false) if waits_long_enough => Action::Restart,
             (true, false) => Action::Leave,
             (true, true) => Action::Restart,
             (false, _) => Action::Start {
@@ -120,6 +137,7 @@ mod tests {
             state: s,
             file_changed: changed,
             stale,
+            auto_restart_after_us: None,
         }
     }
 
@@ -252,6 +270,32 @@ mod tests {
                 Action::Leave,
                 Action::Start { reset_failed: true }
             ])
+        );
+    }
+
+    #[test]
+    fn a_unit_waiting_to_restart_after_a_long_run_starts_now_a_crash_loop_waits() {
+        let active = ActiveState::Active;
+        let activating = ActiveState::Activating;
+        let waiting = |up| UnitView {
+            auto_restart_after_us: Some(up),
+            ..view("c.service", &activating, false, false)
+        };
+        // Served for a minute, then removed: restarted at once (a start
+        // would wait in systemd's queue for the delay).
+        let units = [
+            view("p.service", &active, false, false),
+            waiting(60_000_000),
+        ];
+        assert_eq!(
+            decide(&units, false),
+            Decision::Act(vec![Action::Leave, Action::Restart])
+        );
+        // Died 200 ms after it started: systemd's RestartSec paces it.
+        let units = [view("p.service", &active, false, false), waiting(200_000)];
+        assert_eq!(
+            decide(&units, false),
+            Decision::Act(vec![Action::Leave, Action::Leave])
         );
     }
 

@@ -28,6 +28,68 @@ pub async fn states(systemd: &Systemd, desired: &Desired) -> Result<Vec<UnitStat
     Ok(states)
 }
 
+/// A registry whose units were never started (or were stopped by a pause):
+/// writes its unit files, brings the manager up to date, and queues the
+/// pod's start alone, without waiting. The pod mounts none of the files the
+/// steps after this one write, so systemd creates it while they are made;
+/// [`converge`] then starts the components, which wait for it. Returns the
+/// states read again, for [`converge`]; `None` when it did nothing (the pod
+/// already runs, or a unit is being stopped).
+pub async fn start_pod_early(
+    cx: &Context,
+    systemd: &Systemd,
+    desired: &Desired,
+    r: &Resolved,
+    states: &[UnitState],
+) -> Result<Option<Vec<UnitState>>, Error> {
+    let quiet =
+        |s: &UnitState| matches!(s.active_state, ActiveState::Inactive | ActiveState::Failed);
+    if !states.iter().all(quiet) {
+        return Ok(None);
+    }
+    let changed = write_unit_files(cx, desired)?;
+    update_manager(systemd, desired, r, &changed, states).await?;
+    let pod = &desired.pod_unit.name;
+    if states[0].active_state == ActiveState::Failed {
+        systemd.reset_failed(pod).await?;
+    }
+    systemd.queue_start_alone(pod).await?;
+    Ok(Some(self::states(systemd, desired).await?))
+}
+
+/// Writes the unit files that differ; returns the names of those written.
+fn write_unit_files(cx: &Context, desired: &Desired) -> Result<BTreeSet<String>, Error> {
+    files::ensure_dir(&cx.unit_dir, 0o755)?;
+    let mut changed = BTreeSet::new();
+    for u in desired.all_units() {
+        if files::write_if_changed(&cx.unit_dir.join(&u.name), u.content.as_bytes(), 0o644)? {
+            changed.insert(u.name.clone());
+        }
+    }
+    Ok(changed)
+}
+
+/// One reload for new unit text: enabling reloads when it links anything,
+/// so reload separately only when it did not. Returns whether it acted.
+async fn update_manager(
+    systemd: &Systemd,
+    desired: &Desired,
+    r: &Resolved,
+    changed: &BTreeSet<String>,
+    states: &[UnitState],
+) -> Result<bool, Error> {
+    let Some(step) = unit_plan::manager_step(!changed.is_empty(), states) else {
+        return Ok(false);
+    };
+    let names: Vec<String> = desired.all_units().map(|u| u.name.clone()).collect();
+    let linked = step.enable && systemd.enable(&names).await?;
+    if !linked && step.reload {
+        systemd.reload().await?;
+    }
+    tracing::info!(registry = %r.name, units = ?changed, "unit files written or enabled; manager reloaded");
+    Ok(true)
+}
+
 /// Brings the units to `desired`. Returns whether it started or restarted
 /// anything, and the unit states when nothing acted since they were read.
 #[allow(clippy::too_many_arguments)]
@@ -92,14 +154,8 @@ async fn apply(
     stale: &BTreeSet<String>,
     mut states: Vec<UnitState>,
 ) -> Result<Applied, Error> {
-    files::ensure_dir(&cx.unit_dir, 0o755)?;
     let names: Vec<String> = desired.all_units().map(|u| u.name.clone()).collect();
-    let mut changed = BTreeSet::new();
-    for u in desired.all_units() {
-        if files::write_if_changed(&cx.unit_dir.join(&u.name), u.content.as_bytes(), 0o644)? {
-            changed.insert(u.name.clone());
-        }
-    }
+    let changed = write_unit_files(cx, desired)?;
     if r.paused {
         if !changed.is_empty() {
             systemd.reload().await?;
@@ -125,14 +181,7 @@ async fn apply(
             stopping: None,
         });
     }
-    // One reload for new unit text: enabling reloads when it links anything,
-    // so reload separately only when it did not.
-    if let Some(step) = unit_plan::manager_step(!changed.is_empty(), &states) {
-        let linked = step.enable && systemd.enable(&names).await?;
-        if !linked && step.reload {
-            systemd.reload().await?;
-        }
-        tracing::info!(registry = %r.name, units = ?changed, "unit files written or enabled; manager reloaded");
+    if update_manager(systemd, desired, r, &changed, &states).await? {
         states = self::states(systemd, desired).await?;
     }
     let views: Vec<UnitView<'_>> = names
@@ -143,6 +192,7 @@ async fn apply(
             state: &s.active_state,
             file_changed: changed.contains(n),
             stale: stale.contains(n),
+            auto_restart_after_us: s.auto_restart_pending().then_some(s.last_active_us),
         })
         .collect();
     let decision = unit_plan::decide(&views, inputs_changed);
