@@ -48,16 +48,18 @@ pub enum Outcome {
 /// The bytes are compared again right before the rename; an edit landing in
 /// the instant between that check and the rename is the one race left.
 pub fn replace_if_unchanged(path: &Path, read_text: &[u8], new_text: &[u8]) -> Result<Outcome> {
-    replace_with(path, read_text, new_text, || {})
+    replace_with(path, read_text, new_text, || {}, || {})
 }
 
 /// `before_recheck` runs after the temp file is ready and before the second
-/// comparison; tests use it to land an edit in that window.
+/// comparison, `before_exchange` after it; tests use them to land an edit
+/// in those windows.
 fn replace_with(
     path: &Path,
     read_text: &[u8],
     new_text: &[u8],
     before_recheck: impl FnOnce(),
+    before_exchange: impl FnOnce(),
 ) -> Result<Outcome> {
     let Some(meta) = check_file(path)? else {
         return Ok(Outcome::Missing);
@@ -108,11 +110,31 @@ fn replace_with(
         Some(current) if current != read_text => return Ok(Outcome::Conflict),
         Some(_) => {}
     }
-    tmp.persist(path).map_err(|e| files::Error::Io {
-        op: "rename into place",
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
+    before_exchange();
+    // The check above and the rename are two steps; an edit landing
+    // between them (a scheduler pause is enough) would be replaced. So the
+    // files are exchanged atomically, and what was displaced is compared:
+    // an edit found there is put back, and the write reported a conflict.
+    match exchange(&tmp_path, path) {
+        Ok(()) => {
+            if files::read_optional(&tmp_path)?.as_deref() != Some(read_text) {
+                exchange(&tmp_path, path).map_err(io("put back an edit into", path))?;
+                // Dropping `tmp` removes what is now at its path: our text.
+                return Ok(Outcome::Conflict);
+            }
+            // Dropping `tmp` removes the displaced old file.
+            drop(tmp);
+        }
+        // A filesystem without RENAME_EXCHANGE: a plain rename.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            tmp.persist(path).map_err(|e| files::Error::Io {
+                op: "rename into place",
+                path: path.to_path_buf(),
+                source: e.error,
+            })?;
+        }
+        Err(e) => return Err(io("exchange into place", path)(e).into()),
+    }
     crate::host::files::count_write();
     if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
         // The rename happened; only its durability across a crash is in doubt.
@@ -122,6 +144,19 @@ fn replace_with(
 }
 
 /// The file's metadata when it is a regular file, `None` when it is missing.
+/// Swaps the files at `a` and `b` in one step (`renameat2` with
+/// `RENAME_EXCHANGE`); both stay in place under the other's name.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        a,
+        rustix::fs::CWD,
+        b,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(std::io::Error::from)
+}
+
 fn check_file(path: &Path) -> Result<Option<fs::Metadata>> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -216,16 +251,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("quay.yaml");
         fs::write(&p, b"a: 1\n").unwrap();
-        let out = replace_with(&p, b"a: 1\n", b"a: 1\nstatus: {}\n", || {
-            assert_eq!(temp_files(dir.path()).len(), 1, "temp file is ready by now");
-            fs::write(&p, b"a: 3\n").unwrap();
-        })
+        let out = replace_with(
+            &p,
+            b"a: 1\n",
+            b"a: 1\nstatus: {}\n",
+            || {
+                assert_eq!(temp_files(dir.path()).len(), 1, "temp file is ready by now");
+                fs::write(&p, b"a: 3\n").unwrap();
+            },
+            || {},
+        )
         .unwrap();
         assert_eq!(out, Outcome::Conflict);
         assert_eq!(fs::read(&p).unwrap(), b"a: 3\n");
         assert!(temp_files(dir.path()).is_empty());
 
-        let out = replace_with(&p, b"a: 3\n", b"b: 1\n", || fs::remove_file(&p).unwrap()).unwrap();
+        let out = replace_with(
+            &p,
+            b"a: 3\n",
+            b"b: 1\n",
+            || fs::remove_file(&p).unwrap(),
+            || {},
+        )
+        .unwrap();
         assert_eq!(out, Outcome::Missing);
         assert!(!p.exists());
         assert!(temp_files(dir.path()).is_empty());
@@ -261,6 +309,35 @@ mod tests {
         assert!(fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
         assert_eq!(fs::read(&p).unwrap(), b"a: 1\n");
         assert!(temp_files(d).is_empty());
+    }
+
+    #[test]
+    fn an_edit_after_the_last_check_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("quay.yaml");
+        // In place (same inode), and renamed over (an editor's save).
+        for renamed in [false, true] {
+            fs::write(&p, b"a: 1\n").unwrap();
+            let edit = || {
+                if renamed {
+                    let t = dir.path().join("edit.tmp");
+                    fs::write(&t, b"a: 2\n").unwrap();
+                    fs::rename(&t, &p).unwrap();
+                } else {
+                    fs::write(&p, b"a: 2\n").unwrap();
+                }
+            };
+            let got = replace_with(&p, b"a: 1\n", b"a: 1\nstatus: {}\n", || {}, edit).unwrap();
+            assert_eq!(got, Outcome::Conflict, "renamed: {renamed}");
+            assert_eq!(fs::read(&p).unwrap(), b"a: 2\n", "renamed: {renamed}");
+            assert!(temp_files(dir.path()).is_empty());
+        }
+        // Without an edit the exchange writes, and leaves no old file.
+        fs::write(&p, b"a: 1\n").unwrap();
+        let got = replace_with(&p, b"a: 1\n", b"a: 1\nstatus: {}\n", || {}, || {}).unwrap();
+        assert_eq!(got, Outcome::Written);
+        assert_eq!(fs::read(&p).unwrap(), b"a: 1\nstatus: {}\n");
+        assert!(temp_files(dir.path()).is_empty());
     }
 
     #[test]
