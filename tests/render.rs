@@ -27,6 +27,7 @@ fn fake_secrets() -> Inputs {
             secret_key: "fake-secret-key".into(),
             database_secret_key: "12345".into(),
         }),
+        ..Inputs::default()
     }
 }
 

@@ -15,6 +15,7 @@
 //! | config files and copies | [`config`] | |
 //! | images: present, loaded from the archive, or pulled | [`images`] | |
 //! | volumes and data directories | [`storage`] | |
+//! | used and free bytes of the storage (`StorageAvailable`) | [`storage_usage`] | |
 //! | the host's trust entry for the generated CA | [`trust`] | |
 //! | unit files, reload, enable, start or restart ([`unit_plan`] decides) | [`units`] | |
 //! | observe units, containers and HTTPS, settling after a start | [`observe`] | |
@@ -28,6 +29,7 @@ pub mod ownership;
 pub mod port;
 pub mod probe;
 pub mod storage;
+pub mod storage_usage;
 pub mod tls;
 pub mod trust;
 pub mod unit_plan;
@@ -50,6 +52,9 @@ use crate::store;
 pub struct Converged {
     pub ca_file: Option<PathBuf>,
     pub components: Vec<Component>,
+    /// The storage as observed (or why it could not be), for
+    /// status.storage; `None` when the step was not reached.
+    pub storage: Option<Result<storage_usage::Usage, String>>,
 }
 
 /// The steps, in order, each outcome pushed to `out` as it happens (so a
@@ -89,8 +94,17 @@ pub async fn converge(
     }
     ownership::make_dirs(cx, &mut rec, &desired)?;
     // Secrets an engine's files hold (quay), generated once the root is
-    // recorded and laid out: render again with them.
-    if let Some(inputs) = quay::inputs(r)? {
+    // recorded and laid out: render again with them. Likewise read-only
+    // while `mrctl gc` holds the registry in maintenance, so a reconcile
+    // meanwhile does not make it writable under the collection.
+    let read_only = r.engine == Engine::Distribution
+        && store::maintenance::active(&cx.state_dir, &r.name).is_some_and(|m| m.read_only);
+    let quay_inputs = quay::inputs(r)?;
+    if quay_inputs.is_some() || read_only {
+        let inputs = render::Inputs {
+            read_only,
+            ..quay_inputs.unwrap_or_default()
+        };
         desired = render::render_with(r, &cx.render, &inputs).map_err(Error::Other)?;
     }
 
@@ -106,6 +120,7 @@ pub async fn converge(
     let images_ok = images.is_ok();
     out.push(Outcome::Images(images));
     storage::ensure(cx, &podman, &mut rec, &desired, r).await?;
+    let usage = storage_usage::observe(&podman, r).await;
     trust::ensure(cx, &mut rec, r, ca_file.as_deref())?;
 
     let (started, states) = if images_ok {
@@ -142,6 +157,7 @@ pub async fn converge(
     Ok(Converged {
         ca_file,
         components,
+        storage: Some(usage),
     })
 }
 
@@ -169,5 +185,6 @@ async fn refused(
     Ok(Converged {
         ca_file,
         components,
+        storage: None,
     })
 }
