@@ -1,0 +1,418 @@
+//! Day two on the real host: storage usage in status, garbage collection
+//! that keeps every child of an index, backup and restore, a full disk.
+//! Images are built here as OCI layouts (random layers, so every blob is
+//! this test's own) and pushed with skopeo.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mirror_registry::api::{Phase, Status};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn global(lab: &Lab) -> Vec<String> {
+    vec![
+        "--watch-dir".into(),
+        lab.watch().display().to_string(),
+        "--state-dir".into(),
+        lab.state().display().to_string(),
+        "--scope".into(),
+        "user".into(),
+    ]
+}
+
+fn mrctl(lab: &Lab, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mrctl"))
+        .args(global(lab))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn mrctl_ok(lab: &Lab, args: &[&str]) -> String {
+    let o = mrctl(lab, args);
+    assert!(o.status.success(), "mrctl {args:?}: {}", show(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// An OCI image layout being written: blobs, then `index.json` naming one
+/// reference.
+struct Layout {
+    dir: PathBuf,
+}
+
+/// A blob as a descriptor needs it.
+#[derive(Clone, Debug)]
+struct Blob {
+    digest: String,
+    size: usize,
+}
+
+impl Layout {
+    fn new(dir: PathBuf) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir }
+    }
+
+    fn blob(&self, bytes: &[u8]) -> Blob {
+        let digest = digest_of(bytes);
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::write(self.dir.join("blobs/sha256").join(hex), bytes).unwrap();
+        Blob {
+            digest,
+            size: bytes.len(),
+        }
+    }
+
+    /// A gzipped tar with one file of `kib` KiB of random bytes.
+    fn random_layer(&self, kib: usize) -> Blob {
+        let mut data = vec![0u8; kib * 1024];
+        rand::rng().fill_bytes(&mut data);
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "data.bin", &data[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let mut gz = Command::new("gzip")
+            .args(["-n", "-1", "-c"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = gz.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&tar).unwrap());
+        let out = gz.wait_with_output().unwrap();
+        writer.join().unwrap();
+        self.blob(&out.stdout)
+    }
+
+    /// An image manifest for `arch` over `layers`; returns it and its config.
+    fn image(&self, arch: &str, layers: &[Blob]) -> (Blob, Blob) {
+        let diff_ids: Vec<String> = layers.iter().map(|l| format!("\"{}\"", l.digest)).collect();
+        let config = self.blob(
+            format!(
+                r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}},"config":{{}},"created":"{}"}}"#,
+                diff_ids.join(","),
+                unique("created")
+            )
+            .as_bytes(),
+        );
+        let layers_json: Vec<String> = layers
+            .iter()
+            .map(|l| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}"#,
+                    l.digest, l.size
+                )
+            })
+            .collect();
+        let manifest = self.blob(
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
+                config.digest,
+                config.size,
+                layers_json.join(",")
+            )
+            .as_bytes(),
+        );
+        (manifest, config)
+    }
+
+    /// An image index over `(manifest, arch)`.
+    fn index(&self, children: &[(Blob, &str)]) -> Blob {
+        let list: Vec<String> = children
+            .iter()
+            .map(|(m, arch)| {
+                format!(
+                    r#"{{"mediaType":"{MANIFEST}","digest":"{}","size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+                    m.digest, m.size
+                )
+            })
+            .collect();
+        self.blob(
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{}]}}"#,
+                list.join(",")
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// `index.json` naming `top` as reference `tag`; the skopeo source.
+    fn tagged(&self, top: &Blob, media_type: &str, tag: &str) -> String {
+        std::fs::write(
+            self.dir.join("index.json"),
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{media_type}","digest":"{}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}]}}"#,
+                top.digest, top.size
+            ),
+        )
+        .unwrap();
+        format!("oci:{}:{tag}", self.dir.display())
+    }
+}
+
+/// The manifest digest `reference` resolves to, read raw from the registry.
+fn remote_digest(auth: &Path, reference: &str) -> String {
+    let raw = Command::new("skopeo")
+        .args(["--command-timeout", "60s", "inspect", "--raw", "--authfile"])
+        .arg(auth)
+        .arg(reference)
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "inspect {reference}: {}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    digest_of(&raw.stdout)
+}
+
+/// Pulls `reference` (every platform) into a fresh OCI layout; skopeo
+/// checks each blob's digest as it copies.
+fn pull_all(auth: &Path, reference: &str, into: &Path) {
+    let _ = std::fs::remove_dir_all(into);
+    skopeo(
+        auth,
+        &[
+            "copy",
+            "--all",
+            reference,
+            &format!("oci:{}:pulled", into.display()),
+        ],
+    );
+}
+
+fn blob_file(storage: &Path, digest: &str) -> PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    storage.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ))
+}
+
+/// A Ready distribution registry with its blobs at a path this test reads.
+struct Registry {
+    name: String,
+    port: u16,
+    path: PathBuf,
+    auth: PathBuf,
+    status: Status,
+}
+
+fn ready_registry(lab: &mut Lab, prefix: &str, storage: &Path, extra: &str) -> Registry {
+    let name = unique(prefix);
+    let port = free_port();
+    lab.track(&name, port);
+    let spec = lab.spec(
+        &name,
+        port,
+        &format!("  storage:\n    path: {}\n{extra}", storage.display()),
+    );
+    lab.put(&name, &spec);
+    let path = lab.spec_path(&name);
+    let status = wait_phase(&path, Phase::Ready, Duration::from_secs(120));
+    let (user, password) = credentials(&lab.root(&name));
+    let auth = lab.dir.path().join(format!("{name}-auth.json"));
+    login(&auth, &format!("localhost:{port}"), &user, &password);
+    Registry {
+        name,
+        port,
+        path,
+        auth,
+        status,
+    }
+}
+
+impl Registry {
+    fn reference(&self, repo_tag: &str) -> String {
+        format!("docker://localhost:{}/{repo_tag}", self.port)
+    }
+}
+
+#[test]
+fn gc_keeps_every_child_of_an_index_and_reclaims_a_deleted_image() {
+    let mut lab = Lab::new();
+    lab.start(&[]);
+    let storage = lab.dir.path().join("gc-storage");
+    let reg = ready_registry(&mut lab, "d2-gc", &storage, "");
+    let st = reg.status.storage.clone().expect("status.storage");
+    assert_eq!(st.path, storage);
+    assert!(st.free_bytes > 0);
+    let avail = condition(&reg.status, "StorageAvailable").expect("StorageAvailable");
+    assert_eq!(
+        (avail.status.as_str(), avail.reason.as_str()),
+        ("True", "Sufficient")
+    );
+
+    // A two-platform index; two plain images sharing one layer.
+    let oci = Layout::new(lab.dir.path().join("oci"));
+    let (amd_layer, arm_layer) = (oci.random_layer(256), oci.random_layer(256));
+    let (amd, amd_cfg) = oci.image("amd64", std::slice::from_ref(&amd_layer));
+    let (arm, arm_cfg) = oci.image("arm64", std::slice::from_ref(&arm_layer));
+    let index = oci.index(&[(amd.clone(), "amd64"), (arm.clone(), "arm64")]);
+    let src = oci.tagged(&index, INDEX, "multi");
+    skopeo(
+        &reg.auth,
+        &[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            &src,
+            &reg.reference("multi/app:1"),
+        ],
+    );
+    let shared = oci.random_layer(128);
+    let (a_only, b_only) = (oci.random_layer(512), oci.random_layer(512));
+    let (a, a_cfg) = oci.image("amd64", &[shared.clone(), a_only.clone()]);
+    let (b, b_cfg) = oci.image("amd64", &[shared.clone(), b_only.clone()]);
+    let src = oci.tagged(&a, MANIFEST, "a");
+    skopeo(
+        &reg.auth,
+        &[
+            "copy",
+            "--preserve-digests",
+            &src,
+            &reg.reference("plain/a:1"),
+        ],
+    );
+    let src = oci.tagged(&b, MANIFEST, "b");
+    skopeo(
+        &reg.auth,
+        &[
+            "copy",
+            "--preserve-digests",
+            &src,
+            &reg.reference("plain/b:1"),
+        ],
+    );
+    assert_eq!(
+        remote_digest(&reg.auth, &reg.reference("multi/app:1")),
+        index.digest
+    );
+    for d in [&b_only.digest, &b_cfg.digest, &b.digest] {
+        assert!(blob_file(&storage, d).exists(), "{d} stored");
+    }
+
+    // B's manifest deleted through the registry's API.
+    skopeo(&reg.auth, &["delete", &reg.reference("plain/b:1")]);
+
+    let dry = mrctl_ok(&lab, &["gc", &reg.name, "--dry-run"]);
+    for d in [&b_only.digest, &b_cfg.digest] {
+        assert!(
+            dry.contains(&format!("would delete blob {d}")),
+            "{d} in:\n{dry}"
+        );
+        assert!(blob_file(&storage, d).exists(), "dry run deleted nothing");
+    }
+    for d in [
+        &shared.digest,
+        &a_only.digest,
+        &amd_layer.digest,
+        &arm_layer.digest,
+        &amd.digest,
+        &arm.digest,
+    ] {
+        assert!(
+            !dry.contains(d.as_str()),
+            "{d} is not to be deleted:\n{dry}"
+        );
+    }
+
+    let t0 = Instant::now();
+    let out = mrctl_ok(&lab, &["gc", &reg.name]);
+    eprintln!(
+        "FIGURE mrctl gc (small store): {:.2} s\n{out}",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("read-write again"), "{out}");
+    for d in [&b_only.digest, &b_cfg.digest] {
+        assert!(!blob_file(&storage, d).exists(), "{d} collected");
+    }
+    // Everything a tag reaches is there and pulls, each platform included.
+    for d in [
+        &index.digest,
+        &amd.digest,
+        &arm.digest,
+        &amd_cfg.digest,
+        &arm_cfg.digest,
+        &amd_layer.digest,
+        &arm_layer.digest,
+        &shared.digest,
+        &a_only.digest,
+        &a.digest,
+        &a_cfg.digest,
+    ] {
+        assert!(blob_file(&storage, d).exists(), "{d} kept");
+    }
+    let pulled = lab.dir.path().join("pulled");
+    pull_all(&reg.auth, &reg.reference("multi/app:1"), &pulled);
+    for child in [&amd, &arm] {
+        let by_digest = format!("docker://localhost:{}/multi/app@{}", reg.port, child.digest);
+        assert_eq!(remote_digest(&reg.auth, &by_digest), child.digest);
+        pull_all(&reg.auth, &by_digest, &pulled);
+    }
+    pull_all(&reg.auth, &reg.reference("plain/a:1"), &pulled);
+    assert_eq!(
+        remote_digest(&reg.auth, &reg.reference("plain/a:1")),
+        a.digest
+    );
+
+    // Writable again; the report reaches status and the events.
+    let src = oci.tagged(&b, MANIFEST, "b");
+    skopeo(
+        &reg.auth,
+        &[
+            "copy",
+            "--preserve-digests",
+            &src,
+            &reg.reference("plain/b:2"),
+        ],
+    );
+    let st = wait_for(
+        Duration::from_secs(60),
+        "status.storage.lastGarbageCollection",
+        || {
+            file_status(&reg.path)
+                .and_then(|s| s.storage)
+                .and_then(|s| s.last_garbage_collection)
+        },
+    );
+    assert!(st.blobs_deleted >= 2, "{st:?}");
+    assert!(st.reclaimed_bytes >= 512 * 1024, "{st:?}");
+    assert!(st.read_only_millis > 0, "{st:?}");
+    eprintln!(
+        "FIGURE gc read-only window (small store): {} ms",
+        st.read_only_millis
+    );
+    let describe = mrctl_ok(&lab, &["describe", &reg.name]);
+    assert!(describe.contains("GarbageCollected"), "{describe}");
+    let config =
+        std::fs::read_to_string(lab.root(&reg.name).join("config/registry-config.yml")).unwrap();
+    assert!(!config.contains("readonly"), "{config}");
+}
