@@ -416,3 +416,239 @@ fn gc_keeps_every_child_of_an_index_and_reclaims_a_deleted_image() {
         std::fs::read_to_string(lab.root(&reg.name).join("config/registry-config.yml")).unwrap();
     assert!(!config.contains("readonly"), "{config}");
 }
+
+/// A size-limited tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        sh_ok(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+                &dir.display().to_string(),
+            ],
+        );
+        Tmpfs(dir)
+    }
+
+    fn resize(&self, size: &str) {
+        sh_ok(
+            "mount",
+            &[
+                "-o",
+                &format!("remount,size={size}"),
+                &self.0.display().to_string(),
+            ],
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = sh("umount", &["-l", &self.0.display().to_string()]);
+    }
+}
+
+fn storage_condition(path: &Path) -> Option<(String, String, String)> {
+    let s = file_status(path)?;
+    let c = condition(&s, "StorageAvailable")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// skopeo copy that may fail; returns whether it did, its stderr and how long it took.
+fn try_copy(auth: &Path, args: &[&str]) -> (bool, String, Duration) {
+    let t0 = Instant::now();
+    let o = Command::new("skopeo")
+        .args(["--command-timeout", "120s", "copy", "--authfile"])
+        .arg(auth)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        t0.elapsed(),
+    )
+}
+
+fn file_digest(p: &Path) -> String {
+    digest_of(&std::fs::read(p).unwrap())
+}
+
+#[test]
+fn a_full_disk_fails_the_push_keeps_serving_and_recovers_without_a_restart() {
+    let mut lab = Lab::new();
+    lab.start(&["--resync-interval", "2s"]);
+    let disk = Tmpfs::mount(lab.dir.path().join("small"), "40m");
+    let storage = disk.0.join("storage");
+    let reg = ready_registry(&mut lab, "d2-full", &storage, "    minFree: 8Mi\n");
+    let oci = Layout::new(lab.dir.path().join("oci"));
+    let small = oci.random_layer(1024);
+    let (a, a_cfg) = oci.image("amd64", std::slice::from_ref(&small));
+    let src = oci.tagged(&a, MANIFEST, "a");
+    skopeo(
+        &reg.auth,
+        &[
+            "copy",
+            "--preserve-digests",
+            &src,
+            &reg.reference("kept/a:1"),
+        ],
+    );
+    let (s, reason, _) = wait_for(Duration::from_secs(30), "StorageAvailable", || {
+        storage_condition(&reg.path)
+    });
+    assert_eq!((s.as_str(), reason.as_str()), ("True", "Sufficient"));
+    let started = started_at(&format!("{}-registry", reg.name));
+
+    // 48 MiB of random bytes do not fit on 40 MiB.
+    let big = oci.random_layer(48 * 1024);
+    let (b, _) = oci.image("amd64", std::slice::from_ref(&big));
+    let src_b = oci.tagged(&b, MANIFEST, "b");
+    let (ok, err, took) = try_copy(
+        &reg.auth,
+        &["--preserve-digests", &src_b, &reg.reference("big/b:1")],
+    );
+    eprintln!(
+        "FIGURE push onto a full disk failed after {:.1} s: {}",
+        took.as_secs_f64(),
+        err.trim()
+    );
+    assert!(!ok, "the push onto a full disk failed");
+    assert!(took < Duration::from_secs(100), "no hang: {took:?}");
+
+    let (s, reason, message) = wait_for(Duration::from_secs(30), "StorageAvailable False", || {
+        storage_condition(&reg.path).filter(|c| c.0 == "False")
+    });
+    assert_eq!(reason, "Full", "{message}");
+    assert!(
+        message.contains(&storage.display().to_string()),
+        "names the path: {message}"
+    );
+    assert_eq!(s, "False");
+    let st = file_status(&reg.path).unwrap();
+    assert_eq!(st.phase, Phase::Ready, "pulls are still served: {st:?}");
+
+    // What was stored is intact and pulls.
+    for d in [&small.digest, &a_cfg.digest, &a.digest] {
+        assert_eq!(&file_digest(&blob_file(&storage, d)), d, "blob {d} intact");
+    }
+    let pulled = lab.dir.path().join("pulled");
+    pull_all(&reg.auth, &reg.reference("kept/a:1"), &pulled);
+    assert_eq!(
+        remote_digest(&reg.auth, &reg.reference("kept/a:1")),
+        a.digest
+    );
+
+    // Space freed (the filesystem grown): it recovers by itself.
+    disk.resize("160m");
+    let (_, reason, message) = wait_for(Duration::from_secs(30), "StorageAvailable True", || {
+        storage_condition(&reg.path).filter(|c| c.0 == "True")
+    });
+    assert_eq!(reason, "Sufficient", "{message}");
+    skopeo(
+        &reg.auth,
+        &[
+            "copy",
+            "--preserve-digests",
+            &src_b,
+            &reg.reference("big/b:1"),
+        ],
+    );
+    assert_eq!(
+        remote_digest(&reg.auth, &reg.reference("big/b:1")),
+        b.digest
+    );
+    assert_eq!(
+        started_at(&format!("{}-registry", reg.name)),
+        started,
+        "nobody restarted the registry"
+    );
+    let used = file_status(&reg.path)
+        .and_then(|s| s.storage)
+        .map(|s| s.used_bytes);
+    eprintln!("FIGURE storage used after recovery: {used:?}");
+    lab.stop();
+    drop(lab);
+}
+
+#[test]
+fn while_mrctl_holds_maintenance_the_controller_keeps_the_registry_read_only() {
+    let mut lab = Lab::new();
+    lab.start(&["--resync-interval", "2s"]);
+    let storage = lab.dir.path().join("ro-storage");
+    let reg = ready_registry(&mut lab, "d2-ro", &storage, "");
+    let oci = Layout::new(lab.dir.path().join("oci"));
+    let layer = oci.random_layer(256);
+    let (a, _) = oci.image("amd64", std::slice::from_ref(&layer));
+    let src = oci.tagged(&a, MANIFEST, "a");
+    skopeo(
+        &reg.auth,
+        &["copy", "--preserve-digests", &src, &reg.reference("ro/a:1")],
+    );
+    let config = lab.root(&reg.name).join("config/registry-config.yml");
+
+    // This process holds the marker, as `mrctl gc` does while it collects.
+    mirror_registry::store::maintenance::take(&lab.state(), &reg.name, "a test", true).unwrap();
+    wait_for(Duration::from_secs(30), "the read-only config", || {
+        std::fs::read_to_string(&config)
+            .ok()
+            .filter(|c| c.contains("readonly"))
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "the registry to serve again",
+        || serving(reg.port).then_some(()),
+    );
+    let (b, _) = oci.image("amd64", &[oci.random_layer(256)]);
+    let src_b = oci.tagged(&b, MANIFEST, "b");
+    let (ok, err, took) = try_copy(
+        &reg.auth,
+        &["--preserve-digests", &src_b, &reg.reference("ro/b:1")],
+    );
+    assert!(!ok, "a push is refused while read-only");
+    assert!(
+        took < Duration::from_secs(30),
+        "refused at once, not a hang: {took:?}"
+    );
+    assert!(
+        err.contains("unsupported") || err.contains("405"),
+        "a clear error: {err}"
+    );
+    eprintln!(
+        "FIGURE push while read-only refused after {:.2} s: {}",
+        took.as_secs_f64(),
+        err.trim()
+    );
+    let pulled = lab.dir.path().join("pulled");
+    pull_all(&reg.auth, &reg.reference("ro/a:1"), &pulled);
+    assert_eq!(remote_digest(&reg.auth, &reg.reference("ro/a:1")), a.digest);
+
+    mirror_registry::store::maintenance::release(&lab.state(), &reg.name).unwrap();
+    wait_for(Duration::from_secs(30), "the read-write config", || {
+        std::fs::read_to_string(&config)
+            .ok()
+            .filter(|c| !c.contains("readonly"))
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "the registry to serve again",
+        || serving(reg.port).then_some(()),
+    );
+    skopeo(
+        &reg.auth,
+        &[
+            "copy",
+            "--preserve-digests",
+            &src_b,
+            &reg.reference("ro/b:1"),
+        ],
+    );
+    assert_eq!(remote_digest(&reg.auth, &reg.reference("ro/b:1")), b.digest);
+}
