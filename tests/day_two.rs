@@ -652,3 +652,230 @@ fn while_mrctl_holds_maintenance_the_controller_keeps_the_registry_read_only() {
     );
     assert_eq!(remote_digest(&reg.auth, &reg.reference("ro/b:1")), b.digest);
 }
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// `file` with the byte at `at` changed.
+fn damaged(file: &Path, into: &Path, at: usize) {
+    let mut b = std::fs::read(file).unwrap();
+    b[at] ^= 0x55;
+    std::fs::write(into, b).unwrap();
+}
+
+#[test]
+fn backup_uninstall_restore_serves_the_same_digests_with_the_same_credentials_and_ca() {
+    let mut lab = Lab::new();
+    lab.start(&[]);
+    let name = unique("d2-bk");
+    let port = free_port();
+    lab.track(&name, port);
+    let root = lab.root(&name);
+    lab.put(
+        &name,
+        &lab.spec(&name, port, "  # kept through the backup\n"),
+    );
+    let path = lab.spec_path(&name);
+    let st = wait_phase(&path, Phase::Ready, Duration::from_secs(120));
+    let ca_before = std::fs::read(st.ca_file.clone().unwrap()).unwrap();
+    let (user, password) = credentials(&root);
+    let auth = lab.dir.path().join("auth.json");
+    let host_port = format!("localhost:{port}");
+    login(&auth, &host_port, &user, &password);
+    let reference = |x: &str| format!("docker://{host_port}/{x}");
+
+    let oci = Layout::new(lab.dir.path().join("oci"));
+    let (l1, l2) = (oci.random_layer(2048), oci.random_layer(256));
+    let (amd, _) = oci.image("amd64", std::slice::from_ref(&l1));
+    let (arm, _) = oci.image("arm64", std::slice::from_ref(&l2));
+    let index = oci.index(&[(amd.clone(), "amd64"), (arm.clone(), "arm64")]);
+    let src = oci.tagged(&index, INDEX, "multi");
+    skopeo(
+        &auth,
+        &[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            &src,
+            &reference("bk/multi:1"),
+        ],
+    );
+    let (plain, _) = oci.image("amd64", &[oci.random_layer(512)]);
+    let src = oci.tagged(&plain, MANIFEST, "plain");
+    skopeo(
+        &auth,
+        &["copy", "--preserve-digests", &src, &reference("bk/plain:1")],
+    );
+
+    let backup = lab.dir.path().join("bk.tar");
+    let t0 = Instant::now();
+    let out = mrctl_ok(
+        &lab,
+        &["backup", &name, "-o", &backup.display().to_string()],
+    );
+    eprintln!(
+        "FIGURE backup (small store): {:.2} s: {out}",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(mode(&backup), 0o600, "it holds secrets");
+    let listing = sh_ok("tar", &["-tf", &backup.display().to_string()]);
+    for entry in [
+        "mirror-registry-backup/spec.yaml",
+        "root/tls/ca.key",
+        "root/secrets/init-credentials",
+        "mirror-registry-backup/checksums.json",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == entry),
+            "{entry} in:\n{listing}"
+        );
+    }
+    assert!(
+        listing.contains("storage/docker/registry/v2/blobs/sha256/"),
+        "{listing}"
+    );
+    // Refused over an existing file.
+    assert_eq!(
+        mrctl(
+            &lab,
+            &["backup", &name, "-o", &backup.display().to_string()]
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+
+    // A cut-short or damaged copy is refused before anything is written.
+    let size = std::fs::metadata(&backup).unwrap().len() as usize;
+    let bytes = std::fs::read(&backup).unwrap();
+    let cut = lab.dir.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..size / 2]).unwrap();
+    let layer = std::fs::read(
+        oci.dir
+            .join("blobs/sha256")
+            .join(l1.digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &layer[1000..1064])
+        .expect("the layer is in the backup");
+    let flipped = lab.dir.path().join("flipped.tar");
+    damaged(&backup, &flipped, at + 10);
+    let other = unique("d2-bk-other");
+    lab.track(&other, 0);
+    for bad in [&cut, &flipped] {
+        let o = mrctl(
+            &lab,
+            &[
+                "restore",
+                "-f",
+                &bad.display().to_string(),
+                "--name",
+                &other,
+            ],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+        assert!(
+            err.contains(&bad.display().to_string()) && err.contains("not a usable backup"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was written"), "{err}");
+        assert!(!lab.spec_path(&other).exists());
+        assert!(!exists("volume", &format!("{other}-storage")));
+        assert!(!lab.state().join(&other).exists());
+    }
+    // The name in use: refused.
+    let o = mrctl(&lab, &["restore", "-f", &backup.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the name is in use"),
+        "{}",
+        show(&o)
+    );
+
+    // Gone, data and all.
+    let out = mrctl_ok(
+        &lab,
+        &[
+            "uninstall",
+            "--name",
+            &name,
+            "--controller-unit",
+            &unique("d2-ctl"),
+            "--timeout",
+            "60s",
+            "--autoApprove",
+        ],
+    );
+    assert!(out.contains("data deleted"), "{out}");
+    assert!(!root.exists() && !exists("volume", &format!("{name}-storage")));
+    assert!(!serving(port));
+
+    let t0 = Instant::now();
+    let out = mrctl_ok(&lab, &["restore", "-f", &backup.display().to_string()]);
+    eprintln!(
+        "FIGURE restore (small store): {:.2} s: {out}",
+        t0.elapsed().as_secs_f64()
+    );
+    let st = wait_phase(&path, Phase::Ready, Duration::from_secs(120));
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("# kept through the backup"));
+    assert_eq!(
+        std::fs::read(st.ca_file.clone().unwrap()).unwrap(),
+        ca_before,
+        "the same CA"
+    );
+    assert_eq!(
+        credentials(&root),
+        (user.clone(), password.clone()),
+        "the same credentials"
+    );
+    assert_eq!(mode(&root.join("secrets/init-credentials")), 0o600);
+    // A fresh client with the same password and the host's trust (certs.d).
+    let auth2 = lab.dir.path().join("auth2.json");
+    login(&auth2, &host_port, &user, &password);
+    assert_eq!(
+        remote_digest(&auth2, &reference("bk/multi:1")),
+        index.digest
+    );
+    assert_eq!(
+        remote_digest(&auth2, &reference("bk/plain:1")),
+        plain.digest
+    );
+    let pulled = lab.dir.path().join("pulled");
+    pull_all(&auth2, &reference("bk/multi:1"), &pulled);
+    for child in [&amd, &arm] {
+        let by_digest = format!("docker://{host_port}/bk/multi@{}", child.digest);
+        pull_all(&auth2, &by_digest, &pulled);
+    }
+    pull_all(&auth2, &reference("bk/plain:1"), &pulled);
+
+    // Under another name and port beside it: the same content.
+    let port2 = free_port();
+    lab.track(&other, port2);
+    let o = mrctl(
+        &lab,
+        &[
+            "restore",
+            "-f",
+            &backup.display().to_string(),
+            "--name",
+            &other,
+            "--port",
+            &port2.to_string(),
+        ],
+    );
+    // This spec names its root explicitly: another name would share it, so
+    // the restore is refused, naming the root, and writes nothing.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        err.contains(&root.display().to_string()),
+        "the shared root is named: {err}"
+    );
+}

@@ -8,6 +8,7 @@
 //! render writes it with the maintenance marker held) and restarts its
 //! unit; `restore` writes a root, a storage and a spec that do not exist yet.
 
+pub mod archive;
 pub mod backup;
 pub mod gc;
 pub mod restore;
