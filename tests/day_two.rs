@@ -879,3 +879,106 @@ fn backup_uninstall_restore_serves_the_same_digests_with_the_same_credentials_an
         "the shared root is named: {err}"
     );
 }
+
+/// Stops and removes a registry's garbage collection units, whatever the test left.
+struct GcUnits(String);
+
+impl Drop for GcUnits {
+    fn drop(&mut self) {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        for u in [
+            format!("{}-gc.timer", self.0),
+            format!("{}-gc.service", self.0),
+        ] {
+            let _ = sh("systemctl", &["--user", "disable", "--now", &u]);
+            let _ = std::fs::remove_file(format!("{home}/.config/systemd/user/{u}"));
+            let _ = sh("systemctl", &["--user", "reset-failed", &u]);
+        }
+        let _ = sh("systemctl", &["--user", "daemon-reload"]);
+    }
+}
+
+fn unit_prop(unit: &str, prop: &str) -> String {
+    sh_ok(
+        "systemctl",
+        &["--user", "show", "-p", prop, "--value", unit],
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_schedule_runs_mrctl_gc_from_a_timer_and_goes_with_the_schedule() {
+    let mut lab = Lab::new();
+    lab.start(&[]);
+    let storage = lab.dir.path().join("timer-storage");
+    let reg = ready_registry(
+        &mut lab,
+        "d2-timer",
+        &storage,
+        "  garbageCollection:\n    schedule: Sun 03:00\n",
+    );
+    let _units = GcUnits(reg.name.clone());
+    let (timer, service) = (
+        format!("{}-gc.timer", reg.name),
+        format!("{}-gc.service", reg.name),
+    );
+    wait_for(Duration::from_secs(30), "the timer active", || {
+        (unit_active(&timer) == "active").then_some(())
+    });
+    assert_eq!(unit_prop(&timer, "UnitFileState"), "enabled");
+    let next = unit_prop(&timer, "NextElapseUSecRealtime");
+    assert!(next.starts_with("Sun "), "next run on a Sunday: {next}");
+    let owned = std::fs::read_to_string(lab.state().join(&reg.name).join("owned.json")).unwrap();
+    assert!(
+        owned.contains(&timer) && owned.contains(&service),
+        "{owned}"
+    );
+
+    // What the timer starts: mrctl gc, with the controller's directories.
+    let oci = Layout::new(lab.dir.path().join("oci"));
+    let (img, cfg) = oci.image("amd64", &[oci.random_layer(256)]);
+    let src = oci.tagged(&img, MANIFEST, "x");
+    skopeo(
+        &reg.auth,
+        &["copy", "--preserve-digests", &src, &reg.reference("t/x:1")],
+    );
+    skopeo(&reg.auth, &["delete", &reg.reference("t/x:1")]);
+    sh_ok("systemctl", &["--user", "start", &service]);
+    assert_eq!(
+        unit_prop(&service, "Result"),
+        "success",
+        "{}",
+        sh_ok(
+            "journalctl",
+            &["--user", "-u", &service, "--no-pager", "-n", "30"]
+        )
+    );
+    assert!(
+        !blob_file(&storage, &cfg.digest).exists(),
+        "collected by the service"
+    );
+    let gc = wait_for(Duration::from_secs(60), "the report in status", || {
+        file_status(&reg.path)
+            .and_then(|s| s.storage)
+            .and_then(|s| s.last_garbage_collection)
+    });
+    assert!(gc.blobs_deleted >= 3, "{gc:?}");
+
+    // The schedule removed: timer and service go.
+    lab.put(
+        &reg.name,
+        &lab.spec(
+            &reg.name,
+            reg.port,
+            &format!("  storage:\n    path: {}\n", storage.display()),
+        ),
+    );
+    wait_for(Duration::from_secs(30), "the timer gone", || {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        (!Path::new(&format!("{home}/.config/systemd/user/{timer}")).exists()).then_some(())
+    });
+    assert_ne!(unit_active(&timer), "active");
+    let owned = std::fs::read_to_string(lab.state().join(&reg.name).join("owned.json")).unwrap();
+    assert!(!owned.contains(&timer), "{owned}");
+}

@@ -2,6 +2,7 @@
 //! input, same bytes out; golden files in tests/golden pin the output.
 
 pub mod distribution;
+pub mod gc;
 pub mod quay;
 pub mod unit;
 

@@ -19,10 +19,12 @@
 //! | the host's trust entry for the generated CA | [`trust`] | |
 //! | unit files, reload, enable, start or restart ([`unit_plan`] decides) | [`units`] | |
 //! | observe units, containers and HTTPS, settling after a start | [`observe`] | |
+//! | the garbage collection timer (`spec.garbageCollection.schedule`) | [`gc_timer`] | |
 //! | quay's initial user, once it is healthy | `super::quay` | |
 
 pub mod config;
 pub mod credentials;
+pub mod gc_timer;
 pub mod images;
 pub mod observe;
 pub mod ownership;
@@ -146,6 +148,7 @@ pub async fn converge(
         ca_file: ca_file.as_deref(),
     };
     let (components, healthy) = seen.settled(started, states, out).await?;
+    gc_timer::ensure(cx, &systemd, &mut rec, r).await?;
 
     // Quay: the initial user, once, after Quay answers healthy.
     if r.engine == Engine::Quay && healthy {
