@@ -154,6 +154,7 @@ fn secrets() -> Inputs {
             secret_key: "qqsecretkey".into(),
             database_secret_key: "qqdbkey".into(),
         }),
+        ..Inputs::default()
     }
 }
 

@@ -27,6 +27,7 @@ fn fake_secrets() -> Inputs {
             secret_key: "fake-secret-key".into(),
             database_secret_key: "12345".into(),
         }),
+        ..Inputs::default()
     }
 }
 
@@ -298,4 +299,67 @@ fn a_new_quay_image_changes_only_the_app_unit() {
     assert_eq!(a.units[0], b.units[0], "redis unchanged");
     assert_ne!(a.units[1], b.units[1]);
     assert_eq!(a.files, b.files, "config and secrets unchanged");
+}
+
+// Day two: the garbage collection timer and the read-only config.
+
+#[test]
+fn day_two_golden() {
+    use mirror_registry::render::gc::{self, GcCommand};
+    let d = check_example("day-two");
+    assert_eq!(
+        d.data_paths,
+        [PathBuf::from("/srv/mirror-registry/day-two")]
+    );
+    let path = repo().join("examples/day-two.yaml");
+    let loaded = load::parse(&path, &std::fs::read(&path).unwrap()).unwrap();
+    let host = defaults::HostFacts {
+        fqdn: "registry.example.org".into(),
+    };
+    let r = defaults::resolve(&loaded.resource, &loaded.name, &host);
+    assert_eq!(
+        r.min_free,
+        mirror_registry::api::day2::MinFree::Bytes(20 << 30)
+    );
+    let cmd = GcCommand {
+        mrctl: "/usr/local/bin/mrctl".into(),
+        watch_dir: "/etc/mirror-registry".into(),
+        state_dir: "/var/lib/mirror-registry-controller".into(),
+        scope: "system".into(),
+        podman_socket: "/run/podman/podman.sock".into(),
+    };
+    let units = gc::units(&r, &cmd).unwrap();
+    assert_eq!(
+        units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["day-two-gc.service", "day-two-gc.timer"]
+    );
+    let dir = repo().join("tests/golden/day-two-gc");
+    for u in &units {
+        golden(&dir, &u.name, &u.content);
+    }
+    let ro = render::render_with(
+        &r,
+        &context(),
+        &Inputs {
+            read_only: true,
+            ..Inputs::default()
+        },
+    )
+    .unwrap();
+    golden(&dir, "registry-config.read-only.yml", &ro.files[0].content);
+    assert!(ro.files[0]
+        .content
+        .contains("readonly:\n      enabled: true"));
+    // Only the config differs.
+    assert_eq!(
+        ro.all_units().collect::<Vec<_>>(),
+        d.all_units().collect::<Vec<_>>()
+    );
+    // No schedule, no timer.
+    let minimal = {
+        let p = repo().join("examples/minimal.yaml");
+        let l = load::parse(&p, &std::fs::read(&p).unwrap()).unwrap();
+        defaults::resolve(&l.resource, &l.name, &host)
+    };
+    assert!(gc::units(&minimal, &cmd).unwrap().is_empty());
 }

@@ -15,6 +15,8 @@ Figures (each the median of --runs runs, at least 5):
      Restart=always unit with the original tool's RestartSec=30
   5. scale: 1, 5 and 20 registries: time to converge all, resync cost
   6. image archive load throughput against `podman load` of the same archive
+  7. day two: how long `mrctl gc` keeps a 1 GiB store read-only; backup
+     and restore throughput against tar of the same directories
 
 Prints a markdown table and writes docs/benchmarks.md. Everything it makes
 is named bench-<pid>-..., and removed at the end (or at the next run, when a
@@ -937,6 +939,127 @@ def fig_throughput(lab, R, runs, big_mb=1024, big_layers=50, small=300, small_pa
         shutil.rmtree(base, ignore_errors=True)
 
 
+
+# ---------------------------------------------------------------- day two
+
+
+def fig_day2(lab, R, runs, store_mb=1024, layers=32, garbage_mb=64):
+    """Day two on a store of store_mb: (a) `mrctl gc` of garbage_mb made
+    collectable each run (a fresh image pushed, its manifest deleted): how
+    long pushes are refused (the report's read-only window), the command's
+    wall time, and how long /v2/ did not answer at all (the registry's two
+    restarts), probed every 20 ms; (b) `mrctl backup` against `tar -cf` of
+    the same root and storage directories; (c) `mrctl restore` (on an empty
+    watch and state directory, as on another host: it reads the file twice,
+    checking it before writing) against `tar -xf` of tar's own file."""
+    base = lab.fresh("d2")
+    name, port = lab.name("g"), lab.port()
+    root = Path("/var/lib/mirror-registry") / name
+    ctl = Controller(base).start()
+    spec_path = base / "watch" / f"{name}.yaml"
+    made = [root]
+    restored = []
+    try:
+        # The default root (per name), so a restore under another name has its own.
+        drop(base / "watch", name, lab.spec(name, port).replace(f"  root: {lab.root(name)}\n", ""))
+        wait_until(lambda: phase_of(spec_path) == "Ready", 120, f"{name} Ready")
+        creds = {}
+        for line in (root / "secrets" / "init-credentials").read_text().splitlines():
+            k, _, v = line.partition(":")
+            creds[k.strip()] = v.strip().strip("'\"")
+        user, pw = creds["username"], creds["password"]
+        ca = str(root / "tls" / "ca.crt")
+        certs = base / "certs"
+        certs.mkdir()
+        shutil.copy(ca, certs / "ca.crt")
+        cred = ["--dest-creds", f"{user}:{pw}", "--dest-cert-dir", str(certs)]
+        layout = base / "layout"
+        oci_layout(layout, {"store": [(lambda i=i: _layer((store_mb << 20) // layers, f"store{i}")) for i in range(layers)]})
+        sh(["skopeo", "--command-timeout", "900s", "copy", "--quiet", *cred, f"oci:{layout}:store",
+            f"docker://localhost:{port}/bench/store:1"], timeout=1200)
+        shutil.rmtree(layout, ignore_errors=True)
+        g = ["--watch-dir", str(base / "watch"), "--state-dir", str(base / "state"), "--scope", "user"]
+        storage = Path(sh(["podman", "volume", "inspect", "--format", "{{.Mountpoint}}", f"{name}-storage"]).stdout.strip())
+        ro, wall, down = [], [], []
+        for run in range(runs):
+            lay = base / f"garbage{run}"
+            oci_layout(lay, {"g": [(lambda i=i: _layer((garbage_mb << 20) // 4, f"g{run}-{i}")) for i in range(4)]})
+            dest = f"docker://localhost:{port}/bench/garbage:{run}"
+            sh(["skopeo", "--command-timeout", "300s", "copy", "--quiet", *cred, f"oci:{lay}:g", dest], timeout=600)
+            shutil.rmtree(lay, ignore_errors=True)
+            sh(["skopeo", "--command-timeout", "60s", "delete", "--creds", f"{user}:{pw}", "--cert-dir", str(certs), dest])
+            stop = threading.Event()
+            misses = []
+
+            def watch():
+                while not stop.is_set():
+                    if probe(port, ca) != 401:
+                        misses.append(time.monotonic())
+                    time.sleep(POLL)
+            th = threading.Thread(target=watch)
+            th.start()
+            t0 = time.monotonic()
+            sh([str(MRCTL), *g, "gc", name], timeout=900)
+            wall.append(time.monotonic() - t0)
+            stop.set()
+            th.join()
+            down.append(len(misses) * POLL)
+            report = json.loads((base / "state" / name / "gc.json").read_text())
+            ro.append(report["readOnlyMillis"] / 1000)
+            log(f"  gc run {run + 1}: {report}")
+        used_mb = sum(f.stat().st_size for f in storage.rglob("*") if f.is_file()) / 2**20
+        R.add("Day two", f"gc of a {used_mb:.0f} MiB store ({garbage_mb} MiB collectable): pushes refused (read-only)", ro, "s")
+        R.add("Day two", "gc: /v2/ not answering (two restarts), probed every 20 ms", down, "s")
+        R.add("Day two", "gc: mrctl gc wall time", wall, "s")
+
+        bk, tar_c, rs, tar_x = [], [], [], []
+        nbytes = used_mb * 2**20 + sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+        for run in range(runs):
+            out, tout = base / f"bk{run}.tar", base / f"tar{run}.tar"
+            order = ["mrctl", "tar"] if run % 2 == 0 else ["tar", "mrctl"]
+            for what in order:
+                t0 = time.monotonic()
+                if what == "mrctl":
+                    sh([str(MRCTL), *g, "backup", name, "-o", str(out)], timeout=900)
+                    bk.append(nbytes / 2**20 / (time.monotonic() - t0))
+                else:
+                    sh(["tar", "-cf", str(tout), "-C", str(root), ".", "-C", str(storage), "."], timeout=900)
+                    tar_c.append(nbytes / 2**20 / (time.monotonic() - t0))
+            other = base / f"host{run}"
+            (other / "watch").mkdir(parents=True)
+            new, new_port = lab.name("r"), lab.port()
+            restored.append(new)
+            made.append(Path("/var/lib/mirror-registry") / new)
+            into = base / f"untar{run}"
+            into.mkdir()
+            for what in (["mrctl", "tar"] if run % 2 == 0 else ["tar", "mrctl"]):
+                t0 = time.monotonic()
+                if what == "mrctl":
+                    sh([str(MRCTL), "--watch-dir", str(other / "watch"), "--state-dir", str(other / "state"),
+                        "--scope", "user", "restore", "-f", str(out), "--name", new, "--port", str(new_port)], timeout=900)
+                    rs.append(nbytes / 2**20 / (time.monotonic() - t0))
+                else:
+                    sh(["tar", "-xf", str(tout), "-C", str(into)], timeout=900)
+                    tar_x.append(nbytes / 2**20 / (time.monotonic() - t0))
+            for p in (out, tout):
+                p.unlink(missing_ok=True)
+            shutil.rmtree(into, ignore_errors=True)
+            cleanup([new])
+            shutil.rmtree(Path("/var/lib/mirror-registry") / new, ignore_errors=True)
+            log(f"  backup/restore run {run + 1}: backup {bk[-1]:.0f} MB/s, tar -c {tar_c[-1]:.0f} MB/s, "
+                f"restore {rs[-1]:.0f} MB/s, tar -x {tar_x[-1]:.0f} MB/s")
+        R.add("Day two", f"mrctl backup of {nbytes / 2**20:.0f} MiB (registry serving)", bk, "MiB/s", fmt="{:.0f}")
+        R.add("Day two", "tar -cf of the same root and storage", tar_c, "MiB/s", fmt="{:.0f}")
+        R.add("Day two", "mrctl restore of that file (checked, then written)", rs, "MiB/s", fmt="{:.0f}")
+        R.add("Day two", "tar -xf of tar's file", tar_x, "MiB/s", fmt="{:.0f}")
+    finally:
+        ctl.stop()
+        cleanup([name, *restored], [port])
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def fig_quay(lab, R, runs):
     """The quay engine, with the Quay stand-in, Debian's Redis and a local
     pause image: spec dropped to Ready (which includes the initial user
@@ -1153,10 +1276,10 @@ def main():
     ap.add_argument("--throughput-runs", type=int, default=3, help="runs of the push/pull figures (each moves ~2.6 GiB)")
     ap.add_argument("--blob-mb", type=int, default=64, help="size of the archive image's unique layer")
     ap.add_argument("--scale", default="1,5,20", help="registry counts for the scale figure")
-    ap.add_argument("--only", default="", help="comma list of: convergence,noop,idle,drift,scale,archive,auth,throughput,quay")
+    ap.add_argument("--only", default="", help="comma list of: convergence,noop,idle,drift,scale,archive,auth,throughput,quay,day2")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="'-' to write no file")
     args = ap.parse_args()
-    want = set(filter(None, args.only.split(","))) or {"convergence", "noop", "idle", "drift", "scale", "archive", "auth", "throughput", "quay"}
+    want = set(filter(None, args.only.split(","))) or {"convergence", "noop", "idle", "drift", "scale", "archive", "auth", "throughput", "quay", "day2"}
     for b in (BIN, MRCTL):
         if not b.exists():
             sys.exit(f"{b} is missing: cargo build --release --bins (hack/bench/run.sh does)")
@@ -1188,6 +1311,8 @@ def main():
         fig_quay(lab, R, args.runs)
     if "throughput" in want:
         fig_throughput(lab, R, args.throughput_runs)
+    if "day2" in want:
+        fig_day2(lab, R, args.throughput_runs)
     scale1 = []
     if "convergence" in want:
         fig_convergence(lab, R, args.runs, scale1)

@@ -67,6 +67,9 @@ words! {
         ImagesPresent,
         UnitsActive,
         Healthy,
+        /// The storage's filesystem keeps spec.storage.minFree free. Not
+        /// part of Ready: a full registry still serves pulls.
+        StorageAvailable,
     }
 }
 
@@ -124,6 +127,10 @@ words! {
         NotRunning,
         InitUserFailed,
         ReconcileError,
+        // StorageAvailable.
+        Sufficient,
+        LowSpace,
+        Full,
         // A step that did not run.
         NotChecked,
         // Ready.
@@ -161,7 +168,8 @@ mod tests {
                 "CertificateValid",
                 "ImagesPresent",
                 "UnitsActive",
-                "Healthy"
+                "Healthy",
+                "StorageAvailable"
             ]
         );
         for r in Reason::ALL {

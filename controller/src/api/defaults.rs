@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::day2::MinFree;
 use super::{DeletionPolicy, Engine, MirrorRegistry, StorageSpec};
 use crate::naming;
 
@@ -82,6 +83,13 @@ pub struct Resolved {
     pub images: Images,
     pub paused: bool,
     pub deletion_policy: DeletionPolicy,
+    /// Left out of the hash while it is the default, so specs written
+    /// before it existed keep their observedSpecHash.
+    #[serde(skip_serializing_if = "MinFree::is_default")]
+    pub min_free: MinFree,
+    /// systemd calendar expression of `<name>-gc.timer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_schedule: Option<String>,
 }
 
 impl Resolved {
@@ -115,6 +123,7 @@ fn storage(s: &Option<StorageSpec>, default_volume: String) -> Storage {
         Some(StorageSpec {
             path: Some(p),
             volume: None,
+            ..
         }) => Storage::Path(normal(p)),
         Some(StorageSpec {
             volume: Some(v), ..
@@ -189,5 +198,16 @@ pub fn resolve(mr: &MirrorRegistry, name: &str, host: &HostFacts) -> Resolved {
         },
         paused: spec.paused,
         deletion_policy: spec.deletion_policy,
+        // Validation refused what does not parse.
+        min_free: spec
+            .storage
+            .as_ref()
+            .and_then(|s| s.min_free.as_deref())
+            .and_then(|m| MinFree::parse(m).ok())
+            .unwrap_or_default(),
+        gc_schedule: spec
+            .garbage_collection
+            .as_ref()
+            .and_then(|g| g.schedule.clone()),
     }
 }

@@ -2,6 +2,7 @@
 //! validation and schema. Field names here are the user-facing contract.
 
 pub mod conditions;
+pub mod day2;
 pub mod defaults;
 pub mod load;
 pub mod schema;
@@ -14,6 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use conditions::{ConditionStatus, ConditionType, Reason};
+pub use day2::{GarbageCollectionSpec, GcReport, StorageStatus};
 
 pub const GROUP: &str = "mirrorregistry.io";
 pub const VERSION: &str = "v1alpha1";
@@ -134,6 +136,9 @@ pub struct Spec {
     /// removes them too (the original's uninstall --autoApprove).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Scheduled garbage collection (distribution engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garbage_collection: Option<GarbageCollectionSpec>,
 }
 
 impl Default for Spec {
@@ -150,6 +155,7 @@ impl Default for Spec {
             images: ImagesSpec::default(),
             paused: false,
             deletion_policy: DeletionPolicy::default(),
+            garbage_collection: None,
         }
     }
 }
@@ -164,6 +170,11 @@ pub struct StorageSpec {
     /// Absolute host directory, created when missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// spec.storage only: free space its filesystem must keep, a size (`5Gi`,
+    /// `500Mi`) or a percentage of the filesystem (`10%`); below it
+    /// StorageAvailable is False (LowSpace). Default: 10%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free: Option<String>,
 }
 
 /// User-supplied certificate, or options for the generated one.
@@ -283,6 +294,9 @@ pub struct Status {
     /// The registry's containers and units as observed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<Component>,
+    /// The storage holding the blobs: used and free bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
 }
 
 /// A Kubernetes-style condition.

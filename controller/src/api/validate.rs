@@ -375,6 +375,8 @@ impl Collector {
         let Some(s) = s else { return };
         match (&s.volume, &s.path) {
             (Some(_), Some(_)) => self.push(path, "set either volume or path, not both"),
+            // Only minFree: the default volume keeps that much free.
+            (None, None) if s.min_free.is_some() && path == "spec.storage" => {}
             (None, None) => self.push(path, "set one of volume or path"),
             (Some(v), None) if !is_volume_name(v) => self.push(
                 &format!("{path}.volume"),
@@ -488,6 +490,7 @@ pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Pr
         s.engine,
         Engine::Quay,
     );
+    day_two(&mut c, s);
 
     if let Some(t) = &s.tls {
         match (&t.cert_file, &t.key_file) {
@@ -564,6 +567,46 @@ pub fn validate(mr: &MirrorRegistry, name: &str, name_from_file: bool) -> Vec<Pr
         }
     }
     c.0
+}
+
+/// `spec.storage.minFree` and `spec.garbageCollection`.
+fn day_two(c: &mut Collector, s: &super::Spec) {
+    if let Some(m) = s.storage.as_ref().and_then(|x| x.min_free.as_deref()) {
+        if let Err(e) = super::day2::MinFree::parse(m) {
+            c.push("spec.storage.minFree", e);
+        }
+    }
+    if s.database.as_ref().is_some_and(|d| d.min_free.is_some()) {
+        c.push(
+            "spec.database.minFree",
+            "only spec.storage has a minFree (the blobs' filesystem)",
+        );
+    }
+    if let Some(g) = &s.garbage_collection {
+        c.only_for(
+            "spec.garbageCollection",
+            true,
+            s.engine,
+            Engine::Distribution,
+        );
+        if let Some(cal) = &g.schedule {
+            // systemd checks the expression itself (the timer's OnCalendar=);
+            // here only what could never be one, or could break the unit file.
+            let ok = !cal.trim().is_empty()
+                && cal
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || " :-*/.,~".contains(ch));
+            if !ok {
+                c.push(
+                    "spec.garbageCollection.schedule",
+                    format!(
+                        "'{}' is not a systemd calendar expression (e.g. 'Sun 03:00', 'daily', '*-*-* 02:30')",
+                        shown(cal)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,7 @@ async fn describe(paths: &Paths, r: &Registry) -> String {
         _ => out.push_str("  (none: the spec file was removed)\n"),
     }
 
+    storage_summary(&mut out, r);
     out.push_str("Conditions:\n");
     match r.status.as_ref().filter(|s| !s.conditions.is_empty()) {
         Some(s) => {
@@ -162,6 +163,15 @@ fn spec_summary(out: &mut String, x: &Resolved) {
     field(out, 2, "Port", x.port);
     field(out, 2, "Root", x.root.display());
     field(out, 2, "Storage", storage(&x.storage));
+    field(out, 2, "Storage Min Free", x.min_free);
+    if let Some(cal) = &x.gc_schedule {
+        field(
+            out,
+            2,
+            "Garbage Collection",
+            format!("{cal} (timer {})", crate::render::gc::timer_name(&x.name)),
+        );
+    }
     if let Some(db) = &x.database {
         field(out, 2, "Database", storage(db));
     }
@@ -330,4 +340,31 @@ async fn components(paths: &Paths, r: &Registry, resolved: Option<&Resolved>) ->
         let _ = writeln!(out, "({n})");
     }
     out
+}
+
+/// status.storage: used and free bytes, the last garbage collection.
+fn storage_summary(out: &mut String, r: &Registry) {
+    use crate::api::day2::human_bytes;
+    let Some(s) = r.status.as_ref().and_then(|s| s.storage.as_ref()) else {
+        return;
+    };
+    out.push_str("Storage:\n");
+    field(out, 2, "Path", s.path.display());
+    field(out, 2, "Used", human_bytes(s.used_bytes));
+    field(out, 2, "Free", human_bytes(s.free_bytes));
+    if let Some(g) = &s.last_garbage_collection {
+        field(
+            out,
+            2,
+            "Last Garbage Collection",
+            format!(
+                "{} ({}): {} blobs deleted, {} reclaimed, read-only for {} ms",
+                g.time,
+                age_of(&g.time),
+                g.blobs_deleted,
+                human_bytes(g.reclaimed_bytes),
+                g.read_only_millis
+            ),
+        );
+    }
 }

@@ -285,7 +285,10 @@ fn gather(paths: &Paths, args: &Args, resolved: Resolved) -> Result<(Facts, Vec<
     let desired = render::render_with(
         &resolved,
         &paths.render_context(),
-        &Inputs { quay: quay.clone() },
+        &Inputs {
+            quay: quay.clone(),
+            ..Inputs::default()
+        },
     )
     .map_err(Error::Failed)?;
     let (storage_dir, database_dir) = match args.to {

@@ -92,7 +92,7 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
 fn render_table(paths: &Paths, regs: &[Registry], wide: bool) -> String {
     let mut headers = vec!["NAME", "ENGINE", "PHASE", "READY", "ENDPOINT", "AGE"];
     if wide {
-        headers.extend(["COMPONENTS", "ROOT", "FILE", "MESSAGE"]);
+        headers.extend(["COMPONENTS", "ROOT", "FILE", "STORAGE", "MESSAGE"]);
     }
     let rows: Vec<Vec<String>> = regs
         .iter()
@@ -128,7 +128,7 @@ fn render_table(paths: &Paths, regs: &[Registry], wide: bool) -> String {
                         .collect::<Vec<_>>()
                         .join(","),
                 };
-                row.extend([comps, root, file, message(r)]);
+                row.extend([comps, root, file, storage_cell(r), message(r)]);
             }
             row
         })
@@ -213,4 +213,24 @@ fn document(regs: &[Registry], single: bool) -> Value {
         Value::Sequence(regs.iter().map(object).collect()),
     );
     Value::Mapping(o)
+}
+
+/// `used/free` of the registry's storage, `!` when StorageAvailable is
+/// False (`2.1 GiB/120.0 MiB!`).
+fn storage_cell(r: &Registry) -> String {
+    let Some(st) = r.status.as_ref() else {
+        return "-".into();
+    };
+    let Some(s) = &st.storage else {
+        return "-".into();
+    };
+    let short = st
+        .condition(crate::api::ConditionType::StorageAvailable)
+        .is_some_and(|c| c.status == crate::api::ConditionStatus::False);
+    format!(
+        "{}/{}{}",
+        crate::api::day2::human_bytes(s.used_bytes),
+        crate::api::day2::human_bytes(s.free_bytes),
+        if short { "!" } else { "" }
+    )
 }

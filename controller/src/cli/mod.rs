@@ -23,6 +23,7 @@ pub mod completion;
 pub mod controller_metrics;
 pub mod controller_unit;
 pub mod credentials;
+pub mod day2;
 pub mod describe;
 pub mod explain;
 pub mod export;
@@ -128,6 +129,13 @@ pub enum Command {
     /// Move a registry to new images (and the controller unit to this
     /// binary); data, config and credentials are kept.
     Upgrade(install::UpgradeArgs),
+    /// Delete blobs no manifest references (distribution engine), the
+    /// registry read-only meanwhile.
+    Gc(day2::gc::Args),
+    /// Write a registry's spec, TLS, credentials and data into one tar file.
+    Backup(day2::backup::Args),
+    /// Bring a registry back from a `mrctl backup` file, here or on another host.
+    Restore(day2::restore::Args),
     /// Print a shell completion script.
     Completion(completion::Args),
     /// Print the manual page (roff).
@@ -215,6 +223,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Install(a) => block_on(install::install(&paths, a)),
         Command::Uninstall(a) => block_on(uninstall::uninstall(&paths, a)),
         Command::Upgrade(a) => block_on(install::upgrade(&paths, a)),
+        Command::Gc(a) => block_on(day2::gc::run(&paths, a)),
+        Command::Backup(a) => block_on(day2::backup::run(&paths, a)),
+        Command::Restore(a) => block_on(day2::restore::run(&paths, a)),
         Command::Completion(a) => completion::completion(a),
         Command::Man => completion::man(),
     }

@@ -46,6 +46,22 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
             u.content
         );
     }
+    // spec.garbageCollection.schedule: the timer and its service.
+    let gc_command = crate::render::gc::GcCommand {
+        mrctl: std::env::current_exe().unwrap_or_else(|_| "mrctl".into()),
+        watch_dir: paths.watch_dir.clone(),
+        state_dir: paths.state_dir.clone(),
+        scope: paths.scope.to_string(),
+        podman_socket: paths.podman_socket.clone(),
+    };
+    for u in crate::render::gc::units(&resolved, &gc_command).map_err(Error::Failed)? {
+        let _ = write!(
+            out,
+            "---\n# {}\n{}",
+            unit_dir.join(&u.name).display(),
+            u.content
+        );
+    }
     for f in &desired.files {
         let _ = write!(
             out,

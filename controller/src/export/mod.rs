@@ -265,7 +265,15 @@ pub(crate) mod testing {
             podman: "/usr/bin/podman".into(),
             wanted_by: "default.target".into(),
         };
-        let desired = render::render_with(&r, &cx, &Inputs { quay: quay.clone() }).unwrap();
+        let desired = render::render_with(
+            &r,
+            &cx,
+            &Inputs {
+                quay: quay.clone(),
+                ..Inputs::default()
+            },
+        )
+        .unwrap();
         let tls = naming::root::tls_dir(&r.root);
         Facts {
             tls: TlsFacts {

@@ -1,5 +1,6 @@
 //! Thin adapters to the host: each does one thing and knows nothing of specs.
 
+pub mod blob_store;
 pub mod credentials;
 pub mod files;
 pub mod libpod;

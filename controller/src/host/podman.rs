@@ -25,6 +25,7 @@ use super::libpod;
 
 /// Seconds bollard waits for one API answer. Loading a large archive is one
 /// request, so this is generous.
+pub mod exec;
 mod inspect;
 
 use inspect::{bare_id, LibpodContainer};

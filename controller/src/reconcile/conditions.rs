@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use crate::api::day2::human_bytes;
 use crate::api::{Condition, ConditionStatus, ConditionType as T, Phase, Reason, Status};
 
 /// What one step found or did that status reports. Later outcomes set the
@@ -34,6 +35,21 @@ pub enum Outcome {
     InitUserFailed(String),
     /// A step failed with this error; the steps after it did not run.
     Failed(String),
+    /// The storage's free space against spec.storage.minFree, or why it
+    /// could not be read.
+    Storage(Result<StorageSeen, String>),
+}
+
+/// What the storage step saw (`steps::storage_usage`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorageSeen {
+    pub path: PathBuf,
+    /// As reported in status.storage.freeBytes.
+    pub free: u64,
+    /// spec.storage.minFree as written.
+    pub min_free: String,
+    pub full: bool,
+    pub low: bool,
 }
 
 /// What the certificate step found.
@@ -198,6 +214,50 @@ impl<'a> Conditions<'a> {
                 self.set(T::Healthy, Some(false), Reason::InitUserFailed, msg)
             }
             Outcome::Failed(msg) => self.set(T::Healthy, None, Reason::ReconcileError, msg),
+            Outcome::Storage(seen) => self.storage(seen),
+        }
+    }
+
+    fn storage(&mut self, seen: &Result<StorageSeen, String>) {
+        let seen = match seen {
+            Ok(s) => s,
+            Err(msg) => {
+                return self.set(
+                    T::StorageAvailable,
+                    None,
+                    Reason::NotChecked,
+                    format!("cannot read the storage: {msg}"),
+                )
+            }
+        };
+        let (path, free) = (seen.path.display(), human_bytes(seen.free));
+        if seen.full {
+            self.set(
+                T::StorageAvailable,
+                Some(false),
+                Reason::Full,
+                format!("{path} is full ({free} free): pushes fail, pulls are served; free space on its filesystem"),
+            )
+        } else if seen.low {
+            self.set(
+                T::StorageAvailable,
+                Some(false),
+                Reason::LowSpace,
+                format!(
+                    "{path} has {free} free, below spec.storage.minFree {}",
+                    seen.min_free
+                ),
+            )
+        } else {
+            self.set(
+                T::StorageAvailable,
+                Some(true),
+                Reason::Sufficient,
+                format!(
+                    "{path} has {free} free (spec.storage.minFree {})",
+                    seen.min_free
+                ),
+            )
         }
     }
 

@@ -68,6 +68,11 @@ pub async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         Ok(out) => {
             status.ca_file = out.ca_file;
             status.components = out.components;
+            status.storage =
+                storage_status(cx, name, prev.as_ref(), &resolved, out.storage).map(|(s, seen)| {
+                    outcomes.push(seen);
+                    s
+                });
         }
         Err(e) => {
             on_error = Some(error_policy(name, &e));
@@ -80,6 +85,7 @@ pub async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
                 .as_ref()
                 .map(|p| p.components.clone())
                 .unwrap_or_default();
+            status.storage = prev.as_ref().and_then(|p| p.storage.clone());
         }
     }
     let (list, phase) = conditions::verdict(
@@ -97,6 +103,7 @@ pub async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         .condition(ConditionType::UnitsActive)
         .is_some_and(|x| x.reason == Reason::Conflict);
     if on_error.is_none() && refused_units {
+        status.storage = prev.as_ref().and_then(|p| p.storage.clone());
         status.endpoint = prev.as_ref().and_then(|p| p.endpoint.clone());
         status.credentials_file = prev.as_ref().and_then(|p| p.credentials_file.clone());
         status.ca_file = prev.as_ref().and_then(|p| p.ca_file.clone());
@@ -124,5 +131,25 @@ pub async fn reconcile_file(cx: &Context, name: &str, path: &Path) -> Next {
         _ if refused => Next::After(CONFLICT_RECHECK),
         Phase::Ready | Phase::Paused | Phase::Failed => Next::Done,
         _ => Next::After(PROGRESS_REQUEUE),
+    }
+}
+
+/// status.storage and the StorageAvailable outcome from what the storage
+/// step saw; when it could not look, the last figures stay.
+fn storage_status(
+    cx: &Context,
+    name: &str,
+    prev: Option<&Status>,
+    r: &defaults::Resolved,
+    seen: Option<Result<steps::storage_usage::Usage, String>>,
+) -> Option<(crate::api::StorageStatus, Outcome)> {
+    let prev_storage = prev.and_then(|p| p.storage.as_ref());
+    match seen? {
+        Ok(usage) => {
+            let last_gc = store::maintenance::last_gc(&cx.state_dir, name);
+            let (s, seen) = steps::storage_usage::report(prev_storage, &usage, r.min_free, last_gc);
+            Some((s, Outcome::Storage(Ok(seen))))
+        }
+        Err(e) => prev_storage.map(|s| (s.clone(), Outcome::Storage(Err(e)))),
     }
 }

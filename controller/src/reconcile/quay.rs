@@ -41,7 +41,10 @@ pub fn inputs(r: &Resolved) -> Result<Option<Inputs>, Error> {
             None => tracing::info!(registry = %r.name, "Quay secrets generated and kept"),
         }
     }
-    Ok(Some(Inputs { quay: Some(kept) }))
+    Ok(Some(Inputs {
+        quay: Some(kept),
+        ..Inputs::default()
+    }))
 }
 
 /// Judges Quay's `/health/instance`: healthy when it answers 200 and every

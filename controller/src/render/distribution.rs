@@ -21,6 +21,22 @@ pub const CONFIG_FILE: &str = "registry-config.yml";
 /// The registry's config.yml. No secrets: the htpasswd file and TLS key are
 /// mounted beside it. Refused when a value cannot be a YAML scalar.
 pub fn config(r: &Resolved) -> Result<String, String> {
+    config_with(r, false)
+}
+
+/// The registry's storage config; `read_only`: the registry's maintenance
+/// mode, in which it answers pushes and deletes with an error at once
+/// (405 UNSUPPORTED) and keeps serving pulls.
+fn storage_config(read_only: bool) -> &'static str {
+    if read_only {
+        "  maintenance:\n    readonly:\n      enabled: true\n"
+    } else {
+        ""
+    }
+}
+
+/// [`config`], read-only while garbage is collected.
+pub fn config_with(r: &Resolved, read_only: bool) -> Result<String, String> {
     Ok(format!(
         "# Written by mirror-registry-controller; edits are overwritten.
 version: 0.1
@@ -36,7 +52,7 @@ storage:
     enabled: true
   cache:
     blobdescriptor: inmemory
-http:
+{maintenance}http:
   addr: :{CONTAINER_PORT}
   host: {endpoint}
   tls:
@@ -62,10 +78,11 @@ health:
 ",
         name = yaml_scalar("name", &r.name)?,
         endpoint = yaml_scalar("endpoint", &r.endpoint())?,
+        maintenance = storage_config(read_only),
     ))
 }
 
-pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
+pub fn render(r: &Resolved, cx: &Context, read_only: bool) -> Result<Desired, String> {
     let image = r
         .images
         .registry
@@ -137,7 +154,7 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
     let parts = Parts {
         files: vec![File {
             path: config_path,
-            content: config(r)?,
+            content: config_with(r, read_only)?,
             mode: 0o644,
         }],
         copies: vec![],

@@ -2,6 +2,7 @@
 //! input, same bytes out; golden files in tests/golden pin the output.
 
 pub mod distribution;
+pub mod gc;
 pub mod quay;
 pub mod unit;
 
@@ -30,6 +31,9 @@ pub struct Context {
 pub struct Inputs {
     /// quay engine: the Redis password and Quay's keys.
     pub quay: Option<QuaySecrets>,
+    /// distribution engine: refuse pushes, serve pulls (`mrctl gc` holds
+    /// the registry in maintenance: `store::maintenance`).
+    pub read_only: bool,
 }
 
 /// A file under the registry's root the controller writes.
@@ -289,7 +293,7 @@ pub fn render(r: &Resolved, cx: &Context) -> Result<Desired, String> {
 /// label. No value can add a line, a directive or a key.
 pub fn render_with(r: &Resolved, cx: &Context, inputs: &Inputs) -> Result<Desired, String> {
     let desired = match r.engine {
-        Engine::Distribution => distribution::render(r, cx),
+        Engine::Distribution => distribution::render(r, cx, inputs.read_only),
         Engine::Quay => quay::render(r, cx, inputs.quay.as_ref()),
     };
     desired.map_err(|e| format!("cannot render registry '{}': {e}", shown(&r.name)))

@@ -72,6 +72,26 @@ pub fn transitions(prev: Option<&Status>, new: &Status, now: &str) -> Vec<Event>
             format!("{} is {}: {}", c.type_, c.status, c.message),
         ));
     }
+    // A garbage collection `mrctl gc` reported since the last status.
+    let gc = |s: &Status| {
+        s.storage
+            .as_ref()
+            .and_then(|x| x.last_garbage_collection.clone())
+    };
+    if let Some(g) = gc(new).filter(|g| prev.and_then(gc).as_ref() != Some(g)) {
+        out.push(event(
+            now,
+            true,
+            "GarbageCollected",
+            format!(
+                "garbage collection at {} deleted {} blobs, reclaimed {}; pushes refused for {} ms",
+                g.time,
+                g.blobs_deleted,
+                crate::api::day2::human_bytes(g.reclaimed_bytes),
+                g.read_only_millis
+            ),
+        ));
+    }
     out
 }
 

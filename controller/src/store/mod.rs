@@ -7,6 +7,7 @@
 //! | `status.yaml` | [`status`] | the controller, on every change | `mrctl get/describe/wait`, `--once` |
 //! | `events.jsonl` | [`events`] | appended with `status.yaml` | `mrctl describe` |
 //! | `retained.json` | [`retained`] | a Retain teardown | the next reconcile of the same name and root |
+//! | `maintenance.json`, `gc.json` | [`maintenance`] | `mrctl gc` and `backup` | the reconcile (read-only config, `status.storage`) |
 //!
 //! Beside them, [`index`] (which spec file in the watch directory holds
 //! which name, so both sides resolve names the same way) and [`claims`]
@@ -17,6 +18,7 @@
 pub mod claims;
 pub mod events;
 pub mod index;
+pub mod maintenance;
 pub mod record;
 pub mod retained;
 pub mod status;
@@ -80,6 +82,7 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), Error> {
     files::remove_if_exists(&d.join(record::RECORD_FILE))?;
     files::remove_if_exists(&d.join(status::STATUS_FILE))?;
     files::remove_if_exists(&d.join(events::EVENTS_FILE))?;
+    files::remove_if_exists(&d.join(maintenance::GC_FILE))?;
     let _ = std::fs::remove_dir(&d);
     Ok(())
 }

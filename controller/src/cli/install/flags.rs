@@ -153,11 +153,13 @@ fn storage(s: &str) -> StorageSpec {
         StorageSpec {
             volume: None,
             path: Some(absolute(Path::new(s))),
+            min_free: None,
         }
     } else {
         StorageSpec {
             volume: Some(s.to_string()),
             path: None,
+            min_free: None,
         }
     }
 }
@@ -223,6 +225,7 @@ pub(super) fn spec_text(a: &InstallArgs, password_file: Option<PathBuf>) -> Resu
             },
             paused: false,
             deletion_policy: DeletionPolicy::Retain,
+            garbage_collection: None,
         },
         status: None,
     };

@@ -24,7 +24,32 @@ fn converged() -> Vec<Outcome> {
         }),
         Outcome::Images(Ok("present: r:2".into())),
         observed_ok(),
+        storage(false, false),
     ]
+}
+
+fn storage(full: bool, low: bool) -> Outcome {
+    Outcome::Storage(Ok(StorageSeen {
+        path: "/srv/s".into(),
+        free: 3 << 20,
+        min_free: "10%".into(),
+        full,
+        low,
+    }))
+}
+
+#[test]
+fn low_or_full_storage_is_reported_and_the_registry_stays_ready() {
+    for (full, low, reason) in [(true, false, "Full"), (false, true, "LowSpace")] {
+        let mut o = converged();
+        o.push(storage(full, low));
+        let (list, phase) = verdict(&[], NOW, &o, false, true);
+        assert_eq!(phase, Phase::Ready, "pulls are still served");
+        let c = get(&list, T::StorageAvailable);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason));
+        assert!(c.message.starts_with("/srv/s "), "{}", c.message);
+        assert!(c.message.contains("3.0 MiB free"), "{}", c.message);
+    }
 }
 
 fn get(list: &[Condition], t: T) -> &Condition {

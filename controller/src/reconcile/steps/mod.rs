@@ -16,19 +16,23 @@
 //! | init credentials and htpasswd | [`credentials`] | |
 //! | config files and copies | [`config`] | |
 //! | volumes and data directories | [`storage`] | |
+//! | used and free bytes of the storage (`StorageAvailable`) | [`storage_usage`] | |
 //! | the host's trust entry for the generated CA | [`trust`] | |
 //! | unit files, reload, enable, start or restart ([`unit_plan`] decides) | [`units`] | |
 //! | observe units, containers and HTTPS, settling after a start | [`observe`] | |
+//! | the garbage collection timer (`spec.garbageCollection.schedule`) | [`gc_timer`] | |
 //! | quay's initial user, once it is healthy | `super::quay` | |
 
 pub mod config;
 pub mod credentials;
+pub mod gc_timer;
 pub mod images;
 pub mod observe;
 pub mod ownership;
 pub mod port;
 pub mod probe;
 pub mod storage;
+pub mod storage_usage;
 pub mod tls;
 pub mod trust;
 pub mod unit_plan;
@@ -51,6 +55,9 @@ use crate::store;
 pub struct Converged {
     pub ca_file: Option<PathBuf>,
     pub components: Vec<Component>,
+    /// The storage as observed (or why it could not be), for
+    /// status.storage; `None` when the step was not reached.
+    pub storage: Option<Result<storage_usage::Usage, String>>,
 }
 
 /// The steps, in order, each outcome pushed to `out` as it happens (so a
@@ -90,8 +97,17 @@ pub async fn converge(
     }
     ownership::make_dirs(cx, &mut rec, &desired)?;
     // Secrets an engine's files hold (quay), generated once the root is
-    // recorded and laid out: render again with them.
-    if let Some(inputs) = quay::inputs(r)? {
+    // recorded and laid out: render again with them. Likewise read-only
+    // while `mrctl gc` holds the registry in maintenance, so a reconcile
+    // meanwhile does not make it writable under the collection.
+    let read_only = r.engine == Engine::Distribution
+        && store::maintenance::active(&cx.state_dir, &r.name).is_some_and(|m| m.read_only);
+    let quay_inputs = quay::inputs(r)?;
+    if quay_inputs.is_some() || read_only {
+        let inputs = render::Inputs {
+            read_only,
+            ..quay_inputs.unwrap_or_default()
+        };
         desired = render::render_with(r, &cx.render, &inputs).map_err(Error::Other)?;
     }
 
@@ -114,6 +130,7 @@ pub async fn converge(
     let (creds, htpasswd_changed) = credentials::ensure(r)?;
     let inputs_changed = served.changed | htpasswd_changed | config::write(&desired)?;
     storage::ensure(cx, &podman, &mut rec, &desired, r).await?;
+    let usage = storage_usage::observe(&podman, r).await;
     trust::ensure(cx, &mut rec, r, ca_file.as_deref())?;
 
     let (started, states) = if images_ok {
@@ -139,6 +156,7 @@ pub async fn converge(
         ca_file: ca_file.as_deref(),
     };
     let (components, healthy) = seen.settled(started, states, out).await?;
+    gc_timer::ensure(cx, &systemd, &mut rec, r).await?;
 
     // Quay: the initial user, once, after Quay answers healthy.
     if r.engine == Engine::Quay && healthy {
@@ -150,6 +168,7 @@ pub async fn converge(
     Ok(Converged {
         ca_file,
         components,
+        storage: Some(usage),
     })
 }
 
@@ -177,5 +196,6 @@ async fn refused(
     Ok(Converged {
         ca_file,
         components,
+        storage: None,
     })
 }
