@@ -33,7 +33,9 @@
 # 13: podman 5), MIRROR_REGISTRY_VM_CACHE (image cache, see image.sh),
 # MIRROR_REGISTRY_VM_MEMORY (MiB, 2048), MIRROR_REGISTRY_VM_CPUS (2),
 # MIRROR_REGISTRY_VM_KEEP=1 keeps the run directory (disk, serial logs),
-# MIRROR_REGISTRY_VM_NIC=none boots with no network device at all (no ssh,
+# MIRROR_REGISTRY_VM_TCG_THREAD (multi, the default, or single),
+# MIRROR_REGISTRY_VM_KERNEL_ARGS (more kernel arguments; by default
+# tsc=unstable for Debian 13, none for 12), MIRROR_REGISTRY_VM_NIC=none boots with no network device at all (no ssh,
 # no forwards). VM_DEBIAN and VM_NIC may also be set after sourcing this,
 # before vm_init / vm_boot.
 
@@ -44,6 +46,16 @@ VM_CPUS=${MIRROR_REGISTRY_VM_CPUS:-2}
 VM_KEEP=${MIRROR_REGISTRY_VM_KEEP:-0}
 VM_DEBIAN=${MIRROR_REGISTRY_VM_DEBIAN:-12}
 VM_NIC=${MIRROR_REGISTRY_VM_NIC:-user}
+# TCG's threading: multi (a host thread per vCPU, the default) or single.
+VM_TCG_THREAD=${MIRROR_REGISTRY_VM_TCG_THREAD:-multi}
+# More words for the guest kernel's command line. Debian 13's kernel (6.12),
+# finding the emulated TSCs in step, marks sched_clock stable at boot and
+# patches that branch into its running code; under multi-threaded TCG the
+# other vCPU then meets the patch's int3 and the kernel panics ("Oops:
+# int3" in sched_clock_idle_wakeup_event). tsc=unstable leaves it on HPET,
+# where Debian 12's 6.1 ends up by itself; single-threaded TCG also avoids
+# the panic but made the guest several times slower.
+VM_KERNEL_ARGS=${MIRROR_REGISTRY_VM_KERNEL_ARGS-default}
 VM_HOST_ALIAS=mirror-registry-vm
 VM_IMAGE=
 VM_RUN=
@@ -121,7 +133,11 @@ vm_alive() {
 # Powers the guest on, with the same disk as before. Ports are chosen at the
 # first boot and kept; a port taken meanwhile is chosen anew.
 vm_boot() {
-    local attempt fwd p log err nic
+    local attempt fwd p log err nic thread=$VM_TCG_THREAD args=$VM_KERNEL_ARGS
+    if [[ $args == default ]]; then
+        args=
+        [[ $VM_DEBIAN == 12 ]] || args=tsc=unstable
+    fi
     vm_alive && vm_die "the guest is already running (pid $VM_PID)"
     [[ $VM_NIC == user || $VM_NIC == none ]] || vm_die "VM_NIC (MIRROR_REGISTRY_VM_NIC): '$VM_NIC' is not user or none"
     vm_seal_payload
@@ -136,13 +152,14 @@ vm_boot() {
         done
         nic="user,model=virtio-net-pci,restrict=on,$fwd"
         [[ $VM_NIC == none ]] && nic=none
-        printf '\n===== boot %s (%s, network: %s) =====\n' "$VM_BOOTS" "$(date -u +%FT%TZ)" "$VM_NIC" >>"$log"
+        printf '\n===== boot %s (%s, Debian %s, tcg thread=%s, kernel args: %s, network: %s) =====\n' \
+            "$VM_BOOTS" "$(date -u +%FT%TZ)" "$VM_DEBIAN" "$thread" "${args:-none}" "$VM_NIC" >>"$log"
         VM_POWERED_ON_AT=$(vm_now)
         if err=$(qemu-system-x86_64 \
-            -name mirror-registry-vm -machine pc -accel tcg,thread=multi \
+            -name mirror-registry-vm -machine pc -accel "tcg,thread=$thread" \
             -smp "$VM_CPUS" -m "$VM_MEMORY" \
             -kernel "$VM_IMAGE/vmlinuz" -initrd "$VM_IMAGE/initrd.img" \
-            -append "console=ttyS0 root=/dev/vda rw" \
+            -append "console=ttyS0 root=/dev/vda rw${args:+ $args}" \
             -drive "file=$VM_RUN/disk.qcow2,format=qcow2,if=virtio" \
             -drive "file=$VM_RUN/payload.img,format=raw,if=virtio,readonly=on" \
             -nic "$nic" \
