@@ -78,7 +78,7 @@ check_eq() {
     if [[ $2 == "$3" ]]; then ok "$1 ($2)"; else not_ok "$1: got '$2', want '$3'"; fi
 }
 measure() {
-    MEASURES+=("$GUEST: $1: $2 s")
+    MEASURES+=("${GUEST:-host}: $1: $2 s")
     printf '    MEASURE %s: %s s\n' "$1" "$2"
 }
 step() { printf '==> %s\n' "$*"; }
@@ -202,6 +202,9 @@ check_eq "PID 1" "$(cat /proc/1/comm)" systemd
 check_eq "cgroup filesystem" "$(stat -fc %T /sys/fs/cgroup)" cgroup2fs
 check "journald runs" systemctl is-active -q systemd-journald
 check "no MIRROR_REGISTRY_ variable in the environment" bash -c '! env | grep -q ^MIRROR_REGISTRY_'
+# Debian 12's podman package enables podman.socket, Debian 13's does not.
+socket_before=$(systemctl is-enabled podman.socket 2>/dev/null || true)
+echo "    podman.socket before install: ${socket_before:-unknown}"
 t0=$(now)
 if mrctl install --name "$NAME" --engine distribution --quayHostname "localhost:$PORT" \
     --imageArchive /mnt/payload/images/distribution.tar </dev/null >/root/install.out 2>&1; then
@@ -213,6 +216,10 @@ sed 's/\(Password: *\).*/\1(printed)/' /root/install.out | show
 secs=$(sed -n 's/^ *\([0-9.]*\)s *Ready .*/\1/p' /root/install.out | tail -n 1)
 [[ -n $secs ]] && measure "install: spec written to Ready (mrctl install's own clock)" "$secs"
 
+check_eq "podman.socket after install" "$(unit_prop podman.socket ActiveState)/$(unit_prop podman.socket UnitFileState)" active/enabled
+if [[ $socket_before != enabled ]]; then
+    check "install said it enabled and started podman.socket" grep -q '^podman.socket (system scope): enabled and started' /root/install.out
+fi
 unit=/etc/systemd/system/mirror-registry-controller.service
 check "$unit exists" test -f "$unit"
 check_eq "the controller unit is loaded from" "$(unit_prop mirror-registry-controller FragmentPath)" "$unit"
@@ -691,9 +698,12 @@ guest() {
     step "Debian $VM_DEBIAN guest: image"
     vm_init
     printf '    image %s (%ss)\n' "$VM_IMAGE" "$(vm_since "$t0")"
-    GUEST="Debian $VM_DEBIAN (podman $(sed -n 's/^podman \(.*\)$/\1/p' "$VM_IMAGE/manifest.txt"))"
+    # The upstream version of Debian's podman package: 5.4.2+ds1-2+b2 is 5.4.2.
+    GUEST="Debian $VM_DEBIAN (podman $(sed -n 's/^podman \([0-9.]*\).*$/\1/p' "$VM_IMAGE/manifest.txt"))"
     measure "guest image in place or built" "$(vm_since "$t0")"
     cp -a -- "$PAYLOAD/." "$(vm_payload)/"
+    # cp -a gave it the mode of the (private) directory it came from.
+    chmod 0755 -- "$(vm_payload)"
     vm_forward
     step "$GUEST: boot"
     vm_boot
