@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the guest image the VM tests boot: Debian 12 from Debian's packages
-# only (debootstrap, then apt in a chroot), systemd as PID 1 with cgroup v2,
+# Build the guest image the VM tests boot: Debian 12 ("bookworm", podman
+# 4.3) or Debian 13 ("trixie", podman 5) from Debian's packages only
+# (debootstrap, then apt in a chroot), systemd as PID 1 with cgroup v2,
 # journald (persistent), the system bus, podman, skopeo and sshd. Nothing of
 # this project is in it: hack/test-vm.sh brings the binaries and images at
 # test time on a second disk.
@@ -8,13 +9,18 @@
 # The image is cached outside the repository, in
 # ${MIRROR_REGISTRY_VM_CACHE:-/var/cache/mirror-registry-vm}/image-KEY/, where
 # KEY hashes its inputs: this script, hack/vm/guest-packages, the packages
-# hack/setup-host.sh installs, the archive URLs, debootstrap's version and the
-# versions this host's apt lists give for every one of those packages (the
-# kernel's among them). Unchanged inputs print "in place"; changed ones build
-# a new image ("built") and remove the old one. Like hack/setup-host.sh, it
-# installs what it needs on the host first (qemu, debootstrap, ...).
+# hack/setup-host.sh installs, the suite, the archive URLs, debootstrap's
+# version and the versions apt gives for every one of those packages (the
+# kernel's among them): for Debian 12 this host's own apt lists (the host is
+# Debian 12), for Debian 13 lists of its own kept in the cache and refreshed
+# at most once a day (kept as they are when the archive does not answer).
+# Unchanged inputs print "in place"; changed ones build a new image
+# ("built") and remove the previous image of the same release.
+# Like hack/setup-host.sh, it installs what it needs on the host first
+# (qemu, debootstrap, ...).
 #
-# Usage: hack/vm/image.sh [--rebuild] [--print-dir]
+# Usage: hack/vm/image.sh [--debian 12|13] [--rebuild] [--print-dir]
+#   --debian N   which release (default: MIRROR_REGISTRY_VM_DEBIAN, else 12)
 #   --rebuild    build even if an image with this KEY is cached
 #   --print-dir  print only the image directory (building it if needed;
 #                progress then goes to stderr)
@@ -23,7 +29,10 @@ set -euo pipefail
 VM_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname -- "$(dirname -- "$VM_DIR")")
 CACHE=${MIRROR_REGISTRY_VM_CACHE:-/var/cache/mirror-registry-vm}
-SUITE=bookworm
+DEBIAN=${MIRROR_REGISTRY_VM_DEBIAN:-12}
+SUITE=
+# The suite of the machines this runs on, whose apt lists are the host's own.
+HOST_SUITE=bookworm
 MIRROR=${MIRROR_REGISTRY_VM_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${MIRROR_REGISTRY_VM_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # What the host needs to build and boot the guest.
@@ -101,9 +110,12 @@ step_host_packages() {
     changed "installed host packages: ${missing[*]}"
 }
 
-# Words of hack/vm/guest-packages, comments dropped.
+# Words of hack/vm/guest-packages, comments dropped; a line starting
+# "SUITE:" counts only for that suite.
 listed_packages() {
-    sed -e 's/#.*//' -- "$VM_DIR/guest-packages" | tr -s '[:space:]' '\n' | sed '/^$/d'
+    sed -e 's/#.*//' -- "$VM_DIR/guest-packages" |
+        awk -v suite="$SUITE" '$1 ~ /:$/ { if ($1 != suite ":") next; $1 = "" } { print }' |
+        tr -s '[:space:]' '\n' | sed '/^$/d'
 }
 
 # The PACKAGES=(...) array of hack/setup-host.sh, read as text.
@@ -116,16 +128,53 @@ guest_packages() {
     { listed_packages; setup_host_packages; } | sort -u
 }
 
+# apt's options for the suite's own lists (Debian 13: the host's lists are
+# Debian 12's); none for the host's suite.
+APT_LISTS=()
+suite_apt() {
+    local dir=$CACHE/apt-$SUITE
+    APT_LISTS=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+        -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o Dir::State::status=/dev/null)
+}
+
+# Refreshes the suite's own lists when older than a day; when the archive
+# does not answer, lists already there are used as they are.
+step_suite_lists() {
+    local dir=$CACHE/apt-$SUITE log
+    [[ $SUITE == "$HOST_SUITE" ]] && return 0
+    suite_apt
+    mkdir -p -- "$dir/lists/partial" "$dir/cache/archives/partial"
+    printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
+        "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SECURITY_MIRROR" "$SUITE" >"$dir/sources.list"
+    if [[ -f $dir/updated && -z $(find "$dir/updated" -mmin +1440) ]]; then
+        in_place "apt lists of $SUITE (refreshed $(date -r "$dir/updated" -u +%FT%TZ))"
+        return 0
+    fi
+    log=$(mktemp "${TMPDIR:-/tmp}/mirror-registry-vm-apt.XXXXXX")
+    if apt-get -q "${APT_LISTS[@]}" update >"$log" 2>&1; then
+        touch -- "$dir/updated"
+        changed "refreshed the apt lists of $SUITE"
+    elif [[ -f $dir/updated ]]; then
+        say "warning: the archive did not answer; using the apt lists of $SUITE from $(date -r "$dir/updated" -u +%FT%TZ)"
+    else
+        tail -n 30 -- "$log" >&2
+        rm -f -- "$log"
+        die "apt-get update of $SUITE's lists failed (into $dir)"
+    fi
+    rm -f -- "$log"
+}
+
 # Everything the image is made from, one item a line; KEY is its hash.
 inputs() {
     local p=()
     printf 'suite %s\nmirror %s\nsecurity %s\n' "$SUITE" "$MIRROR" "$SECURITY_MIRROR"
     printf 'debootstrap %s\n' "$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo none)"
     printf 'script %s\n' "$(sha256sum <"$VM_DIR/image.sh" | cut -c1-64)"
-    # Versions as this host's apt lists give them (bookworm and its security
-    # suite, like the guest's): a new kernel or podman is a new image.
+    # Versions as apt's lists give them (the host's for its own suite, the
+    # suite's own otherwise; with its security suite, like the guest's): a
+    # new kernel or podman is a new image.
     mapfile -t p < <(guest_packages)
-    LC_ALL=C apt-cache policy -- "${p[@]}" 2>/dev/null |
+    LC_ALL=C apt-cache "${APT_LISTS[@]}" policy -- "${p[@]}" 2>/dev/null |
         awk '/^[^ ].*:$/ { pkg = substr($0, 1, length($0) - 1) }
              /^  Candidate: / { print "package", pkg, $2 }'
 }
@@ -199,7 +248,7 @@ build() {
     BUILD_DIR=$(mktemp -d "$CACHE/build.XXXXXX")
     root=$BUILD_DIR/rootfs
     log=$BUILD_DIR/build.log
-    say "    building the guest image $key (debootstrap $SUITE, then apt in a chroot; a few minutes; log $log)"
+    say "    building the Debian $DEBIAN guest image $key (debootstrap $SUITE, then apt in a chroot; a few minutes; log $log)"
     if ! debootstrap --variant=minbase --components=main "$SUITE" "$root" "$MIRROR" >>"$log" 2>&1; then
         tail -n 30 -- "$log" >&2
         die "debootstrap failed"
@@ -251,11 +300,12 @@ EOF
     BUILT_IN=$(($(date +%s) - start))
 }
 
-# Old images, unless a running guest still uses one (hack/vm/lib.sh holds a
+# Older images of the same release (and those named before there were two
+# releases), unless a running guest still uses one (hack/vm/lib.sh holds a
 # shared lock on its directory while it boots from it).
 remove_others() {
     local keep=$1 d
-    for d in "$CACHE"/image-*; do
+    for d in "$CACHE"/image-debian"$DEBIAN"-* "$CACHE"/image-????????????????; do
         [[ -d $d && $d != "$keep" ]] || continue
         # shellcheck disable=SC2094 # the lock is the directory itself
         if (flock -n -x 8 && rm -rf -- "$d") 8<"$d"; then
@@ -265,31 +315,43 @@ remove_others() {
 }
 
 main() {
-    local arg key dest
-    for arg in "$@"; do
-        case $arg in
+    local key dest
+    while (($# > 0)); do
+        case $1 in
         --rebuild) REBUILD=1 ;;
+        --debian)
+            DEBIAN=${2:?--debian needs 12 or 13}
+            shift
+            ;;
+        --debian=*) DEBIAN=${1#--debian=} ;;
         --print-dir) PRINT_DIR=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
             return 0
             ;;
-        *) die "unknown argument: $arg (see --help)" ;;
+        *) die "unknown argument: $1 (see --help)" ;;
         esac
+        shift
     done
+    case $DEBIAN in
+    12) SUITE=bookworm ;;
+    13) SUITE=trixie ;;
+    *) die "--debian (or MIRROR_REGISTRY_VM_DEBIAN): '$DEBIAN' is not 12 or 13" ;;
+    esac
     [[ $(id -u) -eq 0 ]] || die "run as root: it installs packages and builds a root filesystem"
 
     step_host_packages
     mkdir -p -- "$CACHE"
     exec 9>"$CACHE/.lock"
     flock 9
+    step_suite_lists
     key=$(image_key)
-    dest=$CACHE/image-$key
+    dest=$CACHE/image-debian$DEBIAN-$key
     if ((!REBUILD)) && [[ -f $dest/disk.img && -f $dest/inputs.txt ]]; then
-        in_place "guest image $key (Debian 12, kernel $(cat "$dest/kernel-release")) in $dest"
+        in_place "guest image $key (Debian $DEBIAN, kernel $(cat "$dest/kernel-release")) in $dest"
     else
         build "$key" "$dest"
-        changed "built guest image $key (Debian 12, kernel $(cat "$dest/kernel-release"), $(wc -l <"$dest/manifest.txt") packages) in ${BUILT_IN}s: $dest"
+        changed "built guest image $key (Debian $DEBIAN, kernel $(cat "$dest/kernel-release"), $(wc -l <"$dest/manifest.txt") packages) in ${BUILT_IN}s: $dest"
     fi
     remove_others "$dest"
     if ((PRINT_DIR)); then

@@ -7,6 +7,10 @@
 # VM_.
 #
 #   vm_init               a run directory, a throwaway ssh key, the traps
+#   vm_finish             power off and remove the run directory (kept with
+#                         MIRROR_REGISTRY_VM_KEEP=1), so that vm_init may
+#                         start another guest (another VM_DEBIAN) in the
+#                         same script
 #   vm_payload            the payload directory (becomes the guest's
 #                         read-only /mnt/payload at every boot)
 #   vm_forward            one more port forwarded: 127.0.0.1:P to the guest's
@@ -18,16 +22,40 @@
 #   vm_reboot             `systemctl reboot` in the guest, wait for the new boot
 #   vm_kill               hard power loss: qemu killed at once
 #   vm_poweroff           clean power off, bounded
+#   vm_wait_off SECS      until the guest powers itself off (for a guest
+#                         with no network device, which runs what its
+#                         disks bring and stops)
 #
-# Environment: MIRROR_REGISTRY_VM_CACHE (image cache, see image.sh),
+# A function vm_on_exit, when the sourcing script defines one, runs last
+# at exit.
+#
+# Environment: MIRROR_REGISTRY_VM_DEBIAN (12, the default: podman 4.3; or
+# 13: podman 5), MIRROR_REGISTRY_VM_CACHE (image cache, see image.sh),
 # MIRROR_REGISTRY_VM_MEMORY (MiB, 2048), MIRROR_REGISTRY_VM_CPUS (2),
-# MIRROR_REGISTRY_VM_KEEP=1 keeps the run directory (disk, serial logs).
+# MIRROR_REGISTRY_VM_KEEP=1 keeps the run directory (disk, serial logs),
+# MIRROR_REGISTRY_VM_TCG_THREAD (multi, the default, or single),
+# MIRROR_REGISTRY_VM_KERNEL_ARGS (more kernel arguments; by default
+# tsc=unstable for Debian 13, none for 12), MIRROR_REGISTRY_VM_NIC=none boots with no network device at all (no ssh,
+# no forwards). VM_DEBIAN and VM_NIC may also be set after sourcing this,
+# before vm_init / vm_boot.
 
 # shellcheck disable=SC2034 # VM_ variables are read by the scripts sourcing this
 VM_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 VM_MEMORY=${MIRROR_REGISTRY_VM_MEMORY:-2048}
 VM_CPUS=${MIRROR_REGISTRY_VM_CPUS:-2}
 VM_KEEP=${MIRROR_REGISTRY_VM_KEEP:-0}
+VM_DEBIAN=${MIRROR_REGISTRY_VM_DEBIAN:-12}
+VM_NIC=${MIRROR_REGISTRY_VM_NIC:-user}
+# TCG's threading: multi (a host thread per vCPU, the default) or single.
+VM_TCG_THREAD=${MIRROR_REGISTRY_VM_TCG_THREAD:-multi}
+# More words for the guest kernel's command line. Debian 13's kernel (6.12),
+# finding the emulated TSCs in step, marks sched_clock stable at boot and
+# patches that branch into its running code; under multi-threaded TCG the
+# other vCPU then meets the patch's int3 and the kernel panics ("Oops:
+# int3" in sched_clock_idle_wakeup_event). tsc=unstable leaves it on HPET,
+# where Debian 12's 6.1 ends up by itself; single-threaded TCG also avoids
+# the panic but made the guest several times slower.
+VM_KERNEL_ARGS=${MIRROR_REGISTRY_VM_KERNEL_ARGS-default}
 VM_HOST_ALIAS=mirror-registry-vm
 VM_IMAGE=
 VM_RUN=
@@ -65,7 +93,7 @@ vm_free_port() {
 
 vm_init() {
     [[ $(id -u) -eq 0 ]] || vm_die "run as root"
-    VM_IMAGE=$("$VM_DIR/image.sh" --print-dir) || vm_die "no guest image"
+    VM_IMAGE=$("$VM_DIR/image.sh" --debian "$VM_DEBIAN" --print-dir) || vm_die "no guest image"
     VM_RUN=$(mktemp -d "${TMPDIR:-/var/tmp}/mirror-registry-vm.XXXXXX")
     trap vm_cleanup EXIT
     trap 'exit 130' INT
@@ -105,8 +133,13 @@ vm_alive() {
 # Powers the guest on, with the same disk as before. Ports are chosen at the
 # first boot and kept; a port taken meanwhile is chosen anew.
 vm_boot() {
-    local attempt fwd p log err
+    local attempt fwd p log err nic thread=$VM_TCG_THREAD args=$VM_KERNEL_ARGS
+    if [[ $args == default ]]; then
+        args=
+        [[ $VM_DEBIAN == 12 ]] || args=tsc=unstable
+    fi
     vm_alive && vm_die "the guest is already running (pid $VM_PID)"
+    [[ $VM_NIC == user || $VM_NIC == none ]] || vm_die "VM_NIC (MIRROR_REGISTRY_VM_NIC): '$VM_NIC' is not user or none"
     vm_seal_payload
     VM_BOOTS=$((VM_BOOTS + 1))
     log=$VM_RUN/serial.log
@@ -117,16 +150,19 @@ vm_boot() {
             [[ -n ${VM_FORWARDS[p]} ]] || VM_FORWARDS[p]=$(vm_free_port) || vm_die "no free port"
             fwd+=",hostfwd=tcp:127.0.0.1:${VM_FORWARDS[p]}-:${VM_FORWARDS[p]}"
         done
-        printf '\n===== boot %s (%s) =====\n' "$VM_BOOTS" "$(date -u +%FT%TZ)" >>"$log"
+        nic="user,model=virtio-net-pci,restrict=on,$fwd"
+        [[ $VM_NIC == none ]] && nic=none
+        printf '\n===== boot %s (%s, Debian %s, tcg thread=%s, kernel args: %s, network: %s) =====\n' \
+            "$VM_BOOTS" "$(date -u +%FT%TZ)" "$VM_DEBIAN" "$thread" "${args:-none}" "$VM_NIC" >>"$log"
         VM_POWERED_ON_AT=$(vm_now)
         if err=$(qemu-system-x86_64 \
-            -name mirror-registry-vm -machine pc -accel tcg,thread=multi \
+            -name mirror-registry-vm -machine pc -accel "tcg,thread=$thread" \
             -smp "$VM_CPUS" -m "$VM_MEMORY" \
             -kernel "$VM_IMAGE/vmlinuz" -initrd "$VM_IMAGE/initrd.img" \
-            -append "console=ttyS0 root=/dev/vda rw" \
+            -append "console=ttyS0 root=/dev/vda rw${args:+ $args}" \
             -drive "file=$VM_RUN/disk.qcow2,format=qcow2,if=virtio" \
             -drive "file=$VM_RUN/payload.img,format=raw,if=virtio,readonly=on" \
-            -nic "user,model=virtio-net-pci,restrict=on,$fwd" \
+            -nic "$nic" \
             -display none -chardev "file,id=serial0,path=$log,append=on" -serial chardev:serial0 \
             -monitor "unix:$VM_RUN/monitor.sock,server=on,wait=off" \
             -pidfile "$VM_RUN/qemu.pid" -daemonize 2>&1); then
@@ -162,6 +198,10 @@ vm_ssh() {
 # Fails at once when qemu is gone.
 vm_wait_ssh() {
     local secs=$1 old=${2:-} deadline id
+    [[ $VM_NIC != none ]] || {
+        vm_log "vm_wait_ssh: the guest has no network device (VM_NIC=none)"
+        return 1
+    }
     deadline=$((SECONDS + secs))
     while ((SECONDS < deadline)); do
         vm_alive || {
@@ -196,11 +236,24 @@ vm_kill() {
     VM_PID=
 }
 
+# Until qemu exits because the guest powered itself off, up to $1 seconds;
+# fails (leaving it running) when it does not.
+vm_wait_off() {
+    local secs=$1 deadline
+    deadline=$((SECONDS + secs))
+    while vm_alive && ((SECONDS < deadline)); do sleep 1; done
+    if vm_alive; then
+        vm_log "the guest did not power off within ${secs}s; serial log: $VM_RUN/serial.log"
+        return 1
+    fi
+    VM_PID=
+}
+
 # Clean power off, waited up to $1 seconds; killed after that.
 vm_poweroff() {
     local secs=${1:-180} deadline
     vm_alive || return 0
-    vm_ssh systemctl poweroff >/dev/null 2>&1 || true
+    [[ $VM_NIC == none ]] || vm_ssh systemctl poweroff >/dev/null 2>&1 || true
     deadline=$((SECONDS + secs))
     while vm_alive && ((SECONDS < deadline)); do sleep 1; done
     if vm_alive; then
@@ -211,9 +264,7 @@ vm_poweroff() {
     VM_PID=
 }
 
-vm_cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
+vm_finish() {
     if vm_alive; then
         vm_poweroff 120 || true
     fi
@@ -224,5 +275,16 @@ vm_cleanup() {
             rm -rf -- "$VM_RUN"
         fi
     fi
+    VM_RUN= VM_PID= VM_SSH_PORT= VM_BOOTS=0 VM_POWERED_ON_AT=
+    VM_FORWARDS=()
+    VM_SSH_OPTS=()
+}
+
+vm_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    vm_finish
+    # The sourcing script's own clean-up, when it defines one.
+    if declare -F vm_on_exit >/dev/null; then vm_on_exit || true; fi
     exit "$rc"
 }

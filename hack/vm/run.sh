@@ -3,14 +3,17 @@
 # wait for it, run a command in it, print its output, and power it off.
 # Every run starts from the clean image (a copy-on-write disk of its own).
 #
-# Usage: hack/vm/run.sh [--forward] [--boot-timeout SECS] [-- COMMAND...]
+# Usage: hack/vm/run.sh [--debian 12|13] [--forward] [--boot-timeout SECS] [-- COMMAND...]
 #   COMMAND      run by the guest's shell as root; its exit status is
 #                run.sh's. Without one: an interactive shell when on a
 #                terminal.
+#   --debian N   which guest: 12 (podman 4.3, the default) or 13 (podman 5);
+#                also MIRROR_REGISTRY_VM_DEBIAN
 #   --forward    also forward a free port P of 127.0.0.1 to the guest's P
 #                (printed)
 #   --boot-timeout SECS   bound on boot to sshd (default 600: TCG is slow)
-# MIRROR_REGISTRY_VM_KEEP=1 keeps the run directory (disk, serial log).
+# MIRROR_REGISTRY_VM_KEEP=1 keeps the run directory (disk, serial log); see
+# hack/vm/lib.sh for the other variables.
 set -euo pipefail
 
 # shellcheck source=hack/vm/lib.sh
@@ -21,6 +24,10 @@ main() {
     while (($# > 0)); do
         case $1 in
         --forward) forward=1 ;;
+        --debian)
+            VM_DEBIAN=${2:?--debian needs 12 or 13}
+            shift
+            ;;
         --boot-timeout)
             boot_timeout=${2:?--boot-timeout needs a value}
             shift

@@ -89,6 +89,7 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     let resolved = defaults::resolve(&loaded.resource, &loaded.name, paths.host());
     crate::render::render(&resolved, &paths.render_context())
         .map_err(|e| Error::Failed(format!("--engine {}: {e}", resolved.engine.as_str())))?;
+    ensure_podman_socket(paths).await?;
 
     // An installed registry is never reconfigured by a second install.
     let existing = paths.lookup(&name)?;
@@ -193,6 +194,39 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     };
     print_access(paths, &r, password.is_some())?;
     Ok(EXIT_OK)
+}
+
+/// podman's API socket. Debian 12's podman package enables podman.socket;
+/// Debian 13's (podman 5) and RHEL's do not, so on those hosts nothing
+/// listens until someone runs `systemctl enable --now podman.socket`. When
+/// the default socket is missing (no --podman-socket, no environment),
+/// install does that itself over D-Bus, in its scope, so that the
+/// controller finds the socket now and at every boot (sockets.target).
+async fn ensure_podman_socket(paths: &Paths) -> Result<()> {
+    const UNIT: &str = "podman.socket";
+    if paths.podman_socket_given.is_some() || paths.podman_socket.exists() {
+        return Ok(());
+    }
+    let systemd = Systemd::connect(paths.scope).await?;
+    systemd.enable(&[UNIT.to_string()]).await.map_err(|e| {
+        Error::Failed(format!(
+            "podman's API socket {} is missing and {UNIT} could not be enabled ({e}); is podman installed?",
+            paths.podman_socket.display()
+        ))
+    })?;
+    systemd.start(UNIT).await?;
+    if !paths.podman_socket.exists() {
+        return Err(Error::Failed(format!(
+            "{UNIT} was started but {} is still missing",
+            paths.podman_socket.display()
+        )));
+    }
+    outln!(
+        "{UNIT} ({} scope): enabled and started, for podman's API socket {}",
+        paths.scope,
+        paths.podman_socket.display()
+    );
+    Ok(())
 }
 
 /// Before a new registry's spec is written: another registry's root,
