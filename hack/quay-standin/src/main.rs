@@ -1,7 +1,7 @@
 //! quay-standin: a STAND-IN for Red Hat Quay, for tests only. It is not Quay
 //! and serves no registry.
 //!
-//! The real Quay image cannot be built or pulled on an offline test host, so
+//! The real Quay image cannot be pulled on an offline test host, so
 //! the end-to-end test of the quay engine runs this instead. It reads what
 //! Quay reads, where Quay reads it, and answers the two endpoints the
 //! controller uses, so the test can check what the controller set up and
