@@ -65,8 +65,9 @@ pub fn judge_health(url: &str, code: u16, body: &str) -> Result<String, String> 
         .collect();
     if !down.is_empty() {
         return Err(format!(
-            "GET {url} answered {code}: not healthy: {}",
-            down.join(", ")
+            "GET {url} answered {code}: not healthy: {}{}",
+            down.join(", "),
+            self_check_hint(url, &down)
         ));
     }
     if code != 200 {
@@ -77,6 +78,26 @@ pub fn judge_health(url: &str, code: u16, body: &str) -> Result<String, String> 
         "GET {url} answered 200 over verified TLS; every service healthy: {}",
         all.join(", ")
     ))
+}
+
+/// Quay checks its own gunicorn workers at `https://localhost:8443/`, unless
+/// SERVER_HOSTNAME is `localhost:PORT`: then at that port, inside its pod,
+/// where nothing listens (the pod publishes PORT to 8443). Those checks
+/// then never pass; say why, since nothing else will.
+fn self_check_hint(url: &str, down: &[&str]) -> &'static str {
+    let port = url
+        .strip_prefix("https://localhost:")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse::<u16>().ok());
+    let workers = down
+        .iter()
+        .any(|s| *s == "registry_gunicorn" || *s == "web_gunicorn");
+    match port {
+        Some(p) if workers && p != crate::render::quay::CONTAINER_PORT => {
+            " (with hostname localhost, Quay checks its workers at https://localhost:<port>/ inside its pod, where it listens on 8443 only: use port 8443 or the host's name)"
+        }
+        _ => "",
+    }
 }
 
 /// What the marker file records.
@@ -212,11 +233,48 @@ mod tests {
         assert!(judge_health(URL, 500, r#"{"data":{"services":{"a":true}}}"#).is_err());
     }
 
+    /// Real Quay 3.12's answers (LocalHealthCheck skips redis and storage).
+    #[test]
+    fn real_quay_health_and_the_localhost_port_trap() {
+        let ok = r#"{"data":{"services":{"auth":true,"database":true,"disk_space":true,"registry_gunicorn":true,"service_key":true,"web_gunicorn":true}},"status_code":200}"#;
+        let msg = judge_health("https://vm:18443/health/instance", 200, ok).unwrap();
+        assert!(
+            msg.ends_with(
+                "auth, database, disk_space, registry_gunicorn, service_key, web_gunicorn"
+            ),
+            "{msg}"
+        );
+
+        let down = r#"{"data":{"services":{"auth":true,"database":true,"disk_space":true,"registry_gunicorn":false,"service_key":true,"web_gunicorn":false}},"status_code":503}"#;
+        let err = judge_health("https://localhost:18443/health/instance", 503, down).unwrap_err();
+        assert!(
+            err.contains("not healthy: registry_gunicorn, web_gunicorn (with hostname localhost"),
+            "{err}"
+        );
+        let err = judge_health("https://localhost:8443/health/instance", 503, down).unwrap_err();
+        assert!(
+            err.ends_with("not healthy: registry_gunicorn, web_gunicorn"),
+            "{err}"
+        );
+        let err = judge_health("https://vm:18443/health/instance", 503, down).unwrap_err();
+        assert!(
+            err.ends_with("not healthy: registry_gunicorn, web_gunicorn"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn initialize_answers() {
         assert_eq!(judge_initialize(200, "{}"), Initialized::Created);
         let quay = r#"{"detail":"Cannot initialize user in a non-empty database","error_message":"Cannot initialize user in a non-empty database","status":400}"#;
         assert_eq!(judge_initialize(400, quay), Initialized::AlreadyInitialized);
+        // What Quay 3.12 answers (endpoints/web.py): only "message".
+        let real = r#"{"message":"Cannot initialize user in a non-empty database"}"#;
+        assert_eq!(judge_initialize(400, real), Initialized::AlreadyInitialized);
+        let short = r#"{"message":"Failed to initialize user: Invalid password, password must be at least 8 characters and contain no whitespace."}"#;
+        assert!(
+            matches!(judge_initialize(400, short), Initialized::Failed(m) if m.contains("Invalid password"))
+        );
         assert_eq!(
             judge_initialize(400, r#"{"message":"User already exists"}"#),
             Initialized::AlreadyInitialized

@@ -1,7 +1,7 @@
 //! quay-standin: a STAND-IN for Red Hat Quay, for tests only. It is not Quay
 //! and serves no registry.
 //!
-//! The real Quay image cannot be built or pulled on an offline test host, so
+//! The real Quay image cannot be pulled on an offline test host, so
 //! the end-to-end test of the quay engine runs this instead. It reads what
 //! Quay reads, where Quay reads it, and answers the two endpoints the
 //! controller uses, so the test can check what the controller set up and
@@ -9,15 +9,30 @@
 //!
 //! - `/quay-registry/conf/stack/`: `config.yaml`, `ssl.cert` and `ssl.key`;
 //!   HTTPS on port 8443 with that pair, as Quay does.
-//! - `GET /health/instance`: Quay's answer shape. `redis` is true only when
-//!   every Redis block of config.yaml authenticates (AUTH, then PING);
-//!   `database` and `storage` only when `/sqlite` and `/datastorage` are
-//!   writable and config.yaml points at them; `auth` only when both secret
-//!   keys are set. 200 when all are true, else 503.
-//! - `POST /api/v1/user/initialize`: the first valid call creates the user
-//!   (200 with `access_token`, `email`, `encrypted_password`, `username`);
-//!   later calls answer 400 "Cannot initialize user in a non-empty database",
-//!   as Quay does. Users are kept in `/sqlite/standin-users.json`.
+//! - At start, the SQLite file config.yaml's `DB_URI` names is created (mode
+//!   0644) unless it exists, as Quay's migration does before anything
+//!   serves; when it cannot be, the stand-in exits non-zero, as Quay's
+//!   entrypoint does.
+//! - `GET /health/instance`: what Quay 3.12 answers (its LocalHealthCheck
+//!   lists six services, never `redis` or `storage`): `auth` true when both
+//!   secret keys are set; `database` when `DB_URI` is `/sqlite`'s file and
+//!   that file is writable; `disk_space` and `service_key` true;
+//!   `registry_gunicorn` and `web_gunicorn` when `localhost:8443` accepts a
+//!   connection, or `localhost:PORT` when SERVER_HOSTNAME is
+//!   `localhost:PORT` (Quay checks its own workers there, inside its pod).
+//!   200 when all are true, else 503.
+//! - `GET /standin/checks`: NOT Quay's; what Quay's health never says:
+//!   `redis` true only when every Redis block of config.yaml authenticates
+//!   (AUTH, then PING), `storage` when `/datastorage` is writable and
+//!   config.yaml points at it.
+//! - `POST /api/v1/user/initialize`, as Quay 3.12's `endpoints/web.py`: 404
+//!   unless FEATURE_USER_INITIALIZE; 400 `{"message": ...}` when
+//!   AUTHENTICATION_TYPE is not Database, when a user exists ("Cannot
+//!   initialize user in a non-empty database"), or for a password shorter
+//!   than 8 or holding whitespace; 500 without a username. The first valid
+//!   call creates the user (200 with `access_token` when asked, `email`,
+//!   `encrypted_password`, `username`). Users are kept in
+//!   `/sqlite/standin-users.json`.
 //! - Every request (method, path, body) is appended as one JSON line to
 //!   `/sqlite/requests.jsonl` (mode 0600), so a test reads it through the
 //!   volume. Bodies hold passwords: that file is test evidence, nothing more.
@@ -106,6 +121,7 @@ struct Config {
     server_hostname: String,
     redis: Vec<(String, Option<Redis>)>,
     db_uri: Option<String>,
+    authentication_type: Option<String>,
     storage_path: Option<String>,
     secret_key: bool,
     database_secret_key: bool,
@@ -145,6 +161,7 @@ fn parse_config(path: &Path, text: &str) -> Result<Config> {
             .map(|k| (k.to_string(), redis(k)))
             .collect(),
         db_uri: s("DB_URI"),
+        authentication_type: s("AUTHENTICATION_TYPE"),
         storage_path,
         secret_key: s("SECRET_KEY").is_some_and(|x| !x.is_empty()),
         database_secret_key: s("DATABASE_SECRET_KEY").is_some_and(|x| !x.is_empty()),
@@ -194,25 +211,65 @@ fn writable(dir: &Path) -> bool {
     ok
 }
 
+/// The SQLite file `DB_URI` names, when it is one under `/sqlite`.
+fn sqlite_file(cfg: &Config, paths: &Paths) -> Option<PathBuf> {
+    let path = PathBuf::from(cfg.db_uri.as_deref()?.strip_prefix("sqlite:///")?);
+    (path.parent() == Some(paths.sqlite.as_path())).then_some(path)
+}
+
+/// Creates the SQLite file at start, as Quay's migration does (0644 under
+/// the container's umask); an existing one is kept.
+fn create_database(cfg: &Config, paths: &Paths) -> Result<PathBuf> {
+    let path = sqlite_file(cfg, paths).ok_or_else(|| Error::Invalid {
+        path: paths.config.join("config.yaml"),
+        message: format!(
+            "DB_URI {:?} is not a SQLite file under {}",
+            cfg.db_uri,
+            paths.sqlite.display()
+        ),
+    })?;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(&path)
+        .map_err(io("create the database", &path))?;
+    Ok(path)
+}
+
+/// Where Quay checks its own gunicorn workers (`health/services.py`
+/// `_compute_internal_endpoint`): `localhost:8443`, unless SERVER_HOSTNAME
+/// is `localhost:PORT`.
+fn self_check_port(server_hostname: &str) -> u16 {
+    match server_hostname.split_once(':') {
+        Some(("localhost", port)) => port.parse().unwrap_or(0),
+        _ => 8443,
+    }
+}
+
+/// True when something accepts a connection at `localhost:port`, resolved
+/// through the container's /etc/hosts as Quay resolves it.
+fn self_reachable(port: u16) -> bool {
+    let Ok(addrs) = ("localhost", port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+}
+
 /// `/health/instance`: (status code, body).
 fn health(cfg: &Config, paths: &Paths) -> (u16, Value) {
-    let sqlite_uri = format!("sqlite:///{}/quay_sqlite.db", paths.sqlite.display());
-    let redis = cfg
-        .redis
-        .iter()
-        .all(|(_, r)| r.as_ref().is_some_and(redis_ok));
-    let database = cfg.db_uri.as_deref() == Some(sqlite_uri.as_str()) && writable(&paths.sqlite);
-    let storage = cfg.storage_path.as_deref().map(Path::new) == Some(paths.storage.as_path())
-        && writable(&paths.storage);
+    let database =
+        sqlite_file(cfg, paths).is_some_and(|f| OpenOptions::new().append(true).open(f).is_ok());
+    let workers = self_reachable(self_check_port(&cfg.server_hostname));
     let services = json!({
         "auth": cfg.secret_key && cfg.database_secret_key,
         "database": database,
         "disk_space": true,
-        "redis": redis,
-        "registry_gunicorn": true,
+        "registry_gunicorn": workers,
         "service_key": true,
-        "storage": storage,
-        "web_gunicorn": true,
+        "web_gunicorn": workers,
     });
     let all = services
         .as_object()
@@ -224,12 +281,28 @@ fn health(cfg: &Config, paths: &Paths) -> (u16, Value) {
     )
 }
 
+/// `/standin/checks`: what Quay's health does not say.
+fn checks(cfg: &Config, paths: &Paths) -> (u16, Value) {
+    let redis = cfg
+        .redis
+        .iter()
+        .all(|(_, r)| r.as_ref().is_some_and(redis_ok));
+    let storage = cfg.storage_path.as_deref().map(Path::new) == Some(paths.storage.as_path())
+        && writable(&paths.storage);
+    (200, json!({"redis": redis, "storage": storage}))
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if let Ok(mut f) = fs::File::open("/dev/urandom") {
         let _ = f.read_exact(&mut buf);
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How Quay's `user_initialize` answers a refusal.
+fn message(code: u16, message: &str) -> (u16, Value) {
+    (code, json!({ "message": message }))
 }
 
 fn quay_error(cfg: &Config, code: u16, message: &str) -> (u16, Value) {
@@ -250,29 +323,32 @@ fn quay_error(cfg: &Config, code: u16, message: &str) -> (u16, Value) {
 fn initialize(cfg: &Config, paths: &Paths, body: &str, lock: &Mutex<()>) -> (u16, Value) {
     let _guard = lock.lock();
     if !cfg.user_initialize {
-        return quay_error(
-            cfg,
-            400,
-            "Cannot initialize user: FEATURE_USER_INITIALIZE is not enabled",
-        );
+        return quay_error(cfg, 404, "not found");
+    }
+    if cfg.authentication_type.as_deref() != Some("Database") {
+        return message(400, "Cannot initialize user in a non-database auth system");
     }
     let existing: Vec<Value> = fs::read(paths.users())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     if !existing.is_empty() {
-        return quay_error(cfg, 400, "Cannot initialize user in a non-empty database");
+        return message(400, "Cannot initialize user in a non-empty database");
     }
     let Ok(req) = serde_json::from_str::<Value>(body) else {
-        return quay_error(cfg, 400, "Invalid JSON body");
+        return message(500, "Internal Server Error");
     };
-    let field = |k: &str| req.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-    let (username, password, email) = (field("username"), field("password"), field("email"));
-    if username.is_empty() || email.is_empty() {
-        return quay_error(cfg, 400, "username and email are required");
-    }
-    if password.chars().count() < 8 {
-        return quay_error(cfg, 400, "Password must be at least 8 characters long");
+    let field = |k: &str| req.get(k).and_then(|v| v.as_str());
+    let (Some(username), Some(password)) = (field("username"), field("password")) else {
+        return message(500, "Internal Server Error");
+    };
+    // Quay requires no email while mail is off, as the original's config has it.
+    let email = field("email").unwrap_or_default();
+    if password.chars().count() < 8 || password.chars().any(char::is_whitespace) {
+        return message(
+            400,
+            "Failed to initialize user: Invalid password, password must be at least 8 characters and contain no whitespace.",
+        );
     }
     let users = json!([{"username": username, "email": email}]);
     let users_file = paths.users();
@@ -377,6 +453,7 @@ impl Server {
         let path = req.path.split('?').next().unwrap_or_default();
         match (req.method.as_str(), path) {
             ("GET", "/health/instance") => health(&self.cfg, &self.paths),
+            ("GET", "/standin/checks") => checks(&self.cfg, &self.paths),
             ("POST", "/api/v1/user/initialize") => {
                 initialize(&self.cfg, &self.paths, &req.body, &self.users_lock)
             }
@@ -444,6 +521,8 @@ fn run() -> Result<()> {
     let text = fs::read_to_string(&config_path).map_err(io("read", &config_path))?;
     let cfg = parse_config(&config_path, &text)?;
     let tls = Arc::new(tls_config(&paths.config)?);
+    let db = create_database(&cfg, &paths)?;
+    eprintln!("quay-standin: database {}", db.display());
     let addr = std::env::var("QUAY_STANDIN_LISTEN").unwrap_or_else(|_| "0.0.0.0:8443".into());
     let listener = TcpListener::bind(&addr).map_err(|source| Error::Listen {
         addr: addr.clone(),
@@ -487,6 +566,7 @@ mod tests {
     use super::*;
 
     const CONFIG: &str = "SERVER_HOSTNAME: mirror.example.org:8443
+AUTHENTICATION_TYPE: Database
 BUILDLOGS_REDIS:
   host: localhost
   password: 'pw'
@@ -542,8 +622,8 @@ FEATURE_USER_INITIALIZE: true
         let (code, out) = initialize(&cfg, &paths, body, &lock);
         assert_eq!(code, 400);
         assert_eq!(
-            out["error_message"],
-            "Cannot initialize user in a non-empty database"
+            out,
+            json!({"message": "Cannot initialize user in a non-empty database"})
         );
     }
 
@@ -552,24 +632,87 @@ FEATURE_USER_INITIALIZE: true
         let (_d, paths) = lab();
         let cfg = parse_config(Path::new("c"), CONFIG).unwrap();
         let lock = Mutex::new(());
-        let body = r#"{"username":"init","password":"short","email":"e@x"}"#;
-        assert_eq!(initialize(&cfg, &paths, body, &lock).0, 400);
+        for pw in ["short", "has a space"] {
+            let body = format!(r#"{{"username":"init","password":"{pw}"}}"#);
+            let (code, out) = initialize(&cfg, &paths, &body, &lock);
+            assert_eq!(code, 400);
+            assert!(out["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Failed to initialize user: Invalid password"));
+        }
+        assert_eq!(
+            initialize(&cfg, &paths, r#"{"password":"12345678"}"#, &lock).0,
+            500
+        );
+        assert!(!paths.users().exists());
+        let ldap = parse_config(
+            Path::new("c"),
+            &CONFIG.replace("AUTHENTICATION_TYPE: Database", "AUTHENTICATION_TYPE: LDAP"),
+        )
+        .unwrap();
+        let body = r#"{"username":"init","password":"12345678"}"#;
+        assert_eq!(initialize(&ldap, &paths, body, &lock).0, 400);
+        let off = parse_config(
+            Path::new("c"),
+            &CONFIG.replace(
+                "FEATURE_USER_INITIALIZE: true",
+                "FEATURE_USER_INITIALIZE: false",
+            ),
+        )
+        .unwrap();
+        assert_eq!(initialize(&off, &paths, body, &lock).0, 404);
         assert!(!paths.users().exists());
     }
 
     #[test]
-    fn health_reports_redis_down_and_wrong_paths_truthfully() {
+    fn health_lists_what_quay_lists_and_reports_wrong_paths_truthfully() {
         let (_d, paths) = lab();
         // No Redis listens on port 1; the sqlite path differs from DB_URI's.
         let text = CONFIG.replace("port: 6379", "port: 1");
         let cfg = parse_config(Path::new("c"), &text).unwrap();
+        assert!(create_database(&cfg, &paths).is_err());
         let (code, body) = health(&cfg, &paths);
         assert_eq!(code, 503);
-        let s = &body["data"]["services"];
-        assert_eq!(s["redis"], false);
+        let s = body["data"]["services"].as_object().unwrap();
+        let keys: Vec<&str> = s.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "auth",
+                "database",
+                "disk_space",
+                "registry_gunicorn",
+                "service_key",
+                "web_gunicorn"
+            ]
+        );
         assert_eq!(s["database"], false);
         assert_eq!(s["auth"], true);
         assert_eq!(body["status_code"], 503);
+        assert_eq!(checks(&cfg, &paths).1["redis"], false);
+    }
+
+    #[test]
+    fn the_database_is_created_at_start_where_db_uri_says() {
+        let (_d, paths) = lab();
+        let text = CONFIG.replace(
+            "sqlite:////sqlite/quay_sqlite.db",
+            &format!("sqlite:///{}/quay_sqlite.db", paths.sqlite.display()),
+        );
+        let cfg = parse_config(Path::new("c"), &text).unwrap();
+        let db = create_database(&cfg, &paths).unwrap();
+        assert_eq!(db, paths.sqlite.join("quay_sqlite.db"));
+        assert!(db.is_file());
+        assert_eq!(health(&cfg, &paths).1["data"]["services"]["database"], true);
+    }
+
+    #[test]
+    fn quay_checks_its_workers_at_8443_unless_named_localhost() {
+        assert_eq!(self_check_port("mirror.example.org:8443"), 8443);
+        assert_eq!(self_check_port("mirror.example.org:18443"), 8443);
+        assert_eq!(self_check_port("localhost:18443"), 18443);
+        assert_eq!(self_check_port("localhost"), 8443);
     }
 
     #[test]
