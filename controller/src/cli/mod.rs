@@ -18,6 +18,7 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*))) };
 }
 
+pub mod adopt;
 pub mod apply;
 pub mod completion;
 pub mod controller_metrics;
@@ -128,6 +129,9 @@ pub enum Command {
     /// Move a registry to new images (and the controller unit to this
     /// binary); data, config and credentials are kept.
     Upgrade(install::UpgradeArgs),
+    /// Take over a registry the original mirror-registry installed, keeping
+    /// its data, certificate and init user (`--dry-run` shows every change).
+    Adopt(adopt::AdoptArgs),
     /// Print a shell completion script.
     Completion(completion::Args),
     /// Print the manual page (roff).
@@ -215,6 +219,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Install(a) => block_on(install::install(&paths, a)),
         Command::Uninstall(a) => block_on(uninstall::uninstall(&paths, a)),
         Command::Upgrade(a) => block_on(install::upgrade(&paths, a)),
+        Command::Adopt(a) => block_on(adopt::adopt(&paths, a)),
         Command::Completion(a) => completion::completion(a),
         Command::Man => completion::man(),
     }

@@ -122,7 +122,7 @@ pub struct UpgradeArgs {
 }
 
 /// `p` from the current directory, when relative.
-pub(super) fn absolute(p: &Path) -> PathBuf {
+pub(in crate::cli) fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         return p.to_path_buf();
     }

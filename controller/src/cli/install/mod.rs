@@ -14,7 +14,13 @@ mod progress;
 
 use serde_json::Value as Json;
 
-pub use flags::{EngineArg, InstallArgs, UpgradeArgs};
+pub use flags::{EngineArg, InstallArgs, RunArgs, UpgradeArgs};
+// What adopt shares with install: the controller's unit, the init
+// password, waiting for Ready and what is printed then.
+pub(in crate::cli) use controller::{ensure_controller as ensure_controller_unit, preflight_controller};
+pub(in crate::cli) use flags::absolute;
+pub(in crate::cli) use password::{read_given as read_password_given, write as write_password};
+pub(in crate::cli) use progress::{print_access as print_ready_access, wait_ready as wait_until_ready};
 
 use super::controller_unit;
 use super::state::{edit_spec, place_spec, set_spec_value, Paths, Spec};
@@ -28,7 +34,7 @@ use crate::naming;
 use crate::reconcile::admission;
 use crate::store::record;
 use controller::{controller_config, ensure_controller};
-use flags::{absolute, flag_for, spec_text};
+use flags::{flag_for, spec_text};
 use progress::{print_access, wait_ready};
 
 /// Top-level differences between two defaulted specs, as `field: old -> new`.
