@@ -42,7 +42,8 @@ use crate::store::{claims, record};
 pub const ORIGINAL_POD: &str = "quay-pod";
 pub const ORIGINAL_CONTAINERS: [&str; 2] = ["quay-app", "quay-redis"];
 /// In the order they are stopped: dependants first.
-pub const ORIGINAL_UNITS: [&str; 3] = ["quay-app.service", "quay-redis.service", "quay-pod.service"];
+pub const ORIGINAL_UNITS: [&str; 3] =
+    ["quay-app.service", "quay-redis.service", "quay-pod.service"];
 /// Where the original's unit files are kept, under `<state-dir>/<name>/`.
 pub const KEPT_UNITS_DIR: &str = "adopted-units";
 
@@ -167,11 +168,13 @@ pub fn run_image(words: &[String]) -> Option<String> {
 
 /// The source of the mount whose target is `target` (`-v SRC:TARGET[:OPTS]`).
 fn mount_source(words: &[String], target: &str) -> Option<String> {
-    options(words, &["-v", "--volume"]).into_iter().find_map(|m| {
-        let mut parts = m.split(':');
-        let (src, dst) = (parts.next()?, parts.next()?);
-        (dst == target).then(|| src.to_string())
-    })
+    options(words, &["-v", "--volume"])
+        .into_iter()
+        .find_map(|m| {
+            let mut parts = m.split(':');
+            let (src, dst) = (parts.next()?, parts.next()?);
+            (dst == target).then(|| src.to_string())
+        })
 }
 
 /// Reads what the original installed from its unit files in `unit_dir`
@@ -234,7 +237,8 @@ pub fn discover(unit_dir: &Path, quay_root: Option<&Path>) -> Result<Original> {
         option(&pod, &["--infra-image"]).ok_or_else(|| missing(&pod_path, "--infra-image"))?;
     let config_dir = mount_source(&app, "/quay-registry/conf/stack")
         .ok_or_else(|| missing(&app_path, "-v ...:/quay-registry/conf/stack"))?;
-    let sqlite = mount_source(&app, "/sqlite").ok_or_else(|| missing(&app_path, "-v ...:/sqlite"))?;
+    let sqlite =
+        mount_source(&app, "/sqlite").ok_or_else(|| missing(&app_path, "-v ...:/sqlite"))?;
     let storage = mount_source(&app, "/datastorage")
         .ok_or_else(|| missing(&app_path, "-v ...:/datastorage"))?;
     let quay_image = run_image(&app).ok_or_else(|| missing(&app_path, "the Quay image"))?;
@@ -283,10 +287,7 @@ pub fn discover(unit_dir: &Path, quay_root: Option<&Path>) -> Result<Original> {
         .get("SERVER_HOSTNAME")
         .and_then(|s| s.as_str())
         .ok_or_else(|| {
-            Error::Failed(format!(
-                "{}: SERVER_HOSTNAME is missing",
-                config.display()
-            ))
+            Error::Failed(format!("{}: SERVER_HOSTNAME is missing", config.display()))
         })?;
     let hostname = server
         .rsplit_once(':')
@@ -387,13 +388,22 @@ pub fn spec_text(
 fn storage_line(field: &str, s: &Storage) -> String {
     match s {
         Storage::Volume(v) => format!("volume {v} ({field}): kept as it is, mounted again"),
-        Storage::Path(p) => format!("directory {} ({field}): kept as it is, mounted again", p.display()),
+        Storage::Path(p) => format!(
+            "directory {} ({field}): kept as it is, mounted again",
+            p.display()
+        ),
     }
 }
 
 /// Every change adopt and then the controller make, in order, and what
 /// stays untouched.
-pub fn plan(paths: &Paths, o: &Original, r: &Resolved, spec_file: &Path, password: bool) -> Vec<String> {
+pub fn plan(
+    paths: &Paths,
+    o: &Original,
+    r: &Resolved,
+    spec_file: &Path,
+    password: bool,
+) -> Vec<String> {
     let state = paths.state_dir.join(&r.name);
     let unit_dir = systemd::unit_dir(paths.scope)
         .map(|d| d.display().to_string())
@@ -568,13 +578,16 @@ pub async fn adopt(paths: &Paths, a: AdoptArgs) -> Result<i32> {
             "the hand-over failed: {e}; {}",
             match back {
                 Ok(()) => "the original's units were put back and started again".to_string(),
-                Err(b) => format!("putting the original's units back failed too: {b}; they are kept in {}", kept.display()),
+                Err(b) => format!(
+                    "putting the original's units back failed too: {b}; they are kept in {}",
+                    kept.display()
+                ),
             }
         )));
     }
     let written = (|| -> Result<()> {
-        let desired = crate::render::render(&resolved, &paths.render_context())
-            .map_err(Error::Failed)?;
+        let desired =
+            crate::render::render(&resolved, &paths.render_context()).map_err(Error::Failed)?;
         let rec = record::Record {
             name: name.clone(),
             spec_file: dest.clone(),
@@ -602,7 +615,10 @@ pub async fn adopt(paths: &Paths, a: AdoptArgs) -> Result<i32> {
             "{e}; {}",
             match back {
                 Ok(()) => "the original's units were put back and started again".to_string(),
-                Err(b) => format!("putting the original's units back failed too: {b}; they are kept in {}", kept.display()),
+                Err(b) => format!(
+                    "putting the original's units back failed too: {b}; they are kept in {}",
+                    kept.display()
+                ),
             }
         )));
     }
@@ -728,7 +744,10 @@ mod tests {
         let s = &l.resource.spec;
         assert_eq!(s.port, 9443);
         assert_eq!(s.root.as_deref(), Some(root.as_path()));
-        assert_eq!(s.database.as_ref().unwrap().volume.as_deref(), Some("sqlite-storage"));
+        assert_eq!(
+            s.database.as_ref().unwrap().volume.as_deref(),
+            Some("sqlite-storage")
+        );
         assert_eq!(
             s.storage.as_ref().unwrap().path.as_deref(),
             Some(Path::new("/srv/blobs"))

@@ -53,7 +53,11 @@ pub(super) fn controller_config(paths: &Paths, a: &RunArgs) -> Result<(String, S
     ))
 }
 
-pub(in crate::cli) async fn ensure_controller(paths: &Paths, systemd: &Systemd, a: &RunArgs) -> Result<()> {
+pub(in crate::cli) async fn ensure_controller(
+    paths: &Paths,
+    systemd: &Systemd,
+    a: &RunArgs,
+) -> Result<()> {
     let (unit, text) = controller_config(paths, a)?;
     let unit_dir = systemd::unit_dir(paths.scope)?;
     let e = controller_unit::ensure(systemd, &unit_dir, &unit, &text).await?;

@@ -17,10 +17,14 @@ use serde_json::Value as Json;
 pub use flags::{EngineArg, InstallArgs, RunArgs, UpgradeArgs};
 // What adopt shares with install: the controller's unit, the init
 // password, waiting for Ready and what is printed then.
-pub(in crate::cli) use controller::{ensure_controller as ensure_controller_unit, preflight_controller};
+pub(in crate::cli) use controller::{
+    ensure_controller as ensure_controller_unit, preflight_controller,
+};
 pub(in crate::cli) use flags::absolute;
 pub(in crate::cli) use password::{read_given as read_password_given, write as write_password};
-pub(in crate::cli) use progress::{print_access as print_ready_access, wait_ready as wait_until_ready};
+pub(in crate::cli) use progress::{
+    print_access as print_ready_access, wait_ready as wait_until_ready,
+};
 
 use super::controller_unit;
 use super::state::{edit_spec, place_spec, set_spec_value, Paths, Spec};

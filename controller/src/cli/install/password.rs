@@ -76,7 +76,13 @@ fn stty(arg: &str) {
 
 /// Writes the password file `pf` (0600, with a final newline), creating
 /// the root and its secrets directory (0700) when missing, recorded first.
-pub(in crate::cli) fn write(paths: &Paths, name: &str, root: &Path, pf: &Path, pw: &str) -> Result<()> {
+pub(in crate::cli) fn write(
+    paths: &Paths,
+    name: &str,
+    root: &Path,
+    pf: &Path,
+    pw: &str,
+) -> Result<()> {
     record_created_root(paths, name, root, pf)?;
     files::ensure_dir(root, 0o700)?;
     files::ensure_dir(&naming::root::secrets_dir(root), 0o700)?;

@@ -65,7 +65,11 @@ pub(in crate::cli) async fn wait_ready(
 }
 
 /// What install prints at the end: where to push, who to log in as.
-pub(in crate::cli) fn print_access(paths: &Paths, r: &Registry, password_given: bool) -> Result<()> {
+pub(in crate::cli) fn print_access(
+    paths: &Paths,
+    r: &Registry,
+    password_given: bool,
+) -> Result<()> {
     let Some(s) = &r.status else {
         return Ok(());
     };
