@@ -20,6 +20,7 @@ macro_rules! outln {
 
 pub mod adopt;
 pub mod apply;
+pub mod bundle;
 pub mod completion;
 pub mod controller_metrics;
 pub mod controller_unit;
@@ -129,6 +130,9 @@ pub enum Command {
     /// Move a registry to new images (and the controller unit to this
     /// binary); data, config and credentials are kept.
     Upgrade(install::UpgradeArgs),
+    /// Write one offline tarball: mrctl, the controller and every image the
+    /// engines need (`./mrctl install` on the target finds them).
+    Bundle(bundle::BundleArgs),
     /// Take over a registry the original mirror-registry installed, keeping
     /// its data, certificate and init user (`--dry-run` shows every change).
     Adopt(adopt::AdoptArgs),
@@ -219,6 +223,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Install(a) => block_on(install::install(&paths, a)),
         Command::Uninstall(a) => block_on(uninstall::uninstall(&paths, a)),
         Command::Upgrade(a) => block_on(install::upgrade(&paths, a)),
+        Command::Bundle(a) => bundle::run(&paths, a),
         Command::Adopt(a) => block_on(adopt::adopt(&paths, a)),
         Command::Completion(a) => completion::completion(a),
         Command::Man => completion::man(),

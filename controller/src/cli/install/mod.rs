@@ -41,6 +41,18 @@ use controller::{controller_config, ensure_controller};
 use flags::{flag_for, spec_text};
 use progress::{print_access, wait_ready};
 
+/// An engine as the word the spec and a bundle's manifest use.
+struct EngineArgWord(EngineArg);
+
+impl EngineArgWord {
+    fn as_str(&self) -> &'static str {
+        match self.0 {
+            EngineArg::Quay => "quay",
+            EngineArg::Distribution => "distribution",
+        }
+    }
+}
+
 /// Top-level differences between two defaulted specs, as `field: old -> new`.
 fn differences(old: &Resolved, new: &Resolved) -> Vec<String> {
     let (Ok(Json::Object(o)), Ok(Json::Object(n))) =
@@ -62,8 +74,16 @@ fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).is_ok()
 }
 
-pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
+pub async fn install(paths: &Paths, mut a: InstallArgs) -> Result<i32> {
     let name = a.name.clone();
+    // Run from an unpacked bundle: its archive and images, unless given.
+    if a.image_archive.is_none() {
+        if let Some(found) = super::bundle::beside_self()? {
+            outln!("image archive beside mrctl: {}", found.archive.display());
+            a.pinned_images = found.images(EngineArgWord(a.engine).as_str());
+            a.image_archive = Some(found.archive);
+        }
+    }
     let password = password::read_password(&a)?;
     let root = a
         .quay_root
@@ -185,6 +205,15 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     )
     .await?;
 
+    // Air-gapped: the images are loaded here, with progress, rather than
+    // by the controller in silence.
+    if let Some(archive) = &a.image_archive {
+        let images = crate::render::render(&resolved, &paths.render_context())
+            .map(|d| d.images)
+            .unwrap_or_default();
+        let podman = Podman::connect(&paths.podman_socket).await?;
+        super::bundle::load(&podman, &absolute(archive), &images).await?;
+    }
     if let (Some(pw), Some(pf)) = (&password, &password_file) {
         password::write(paths, &name, &root, pf, pw)?;
     }
