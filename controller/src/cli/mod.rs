@@ -31,6 +31,7 @@ pub mod export;
 pub mod get;
 pub mod install;
 pub mod logs;
+pub mod remote;
 pub mod render;
 pub mod state;
 pub mod uninstall;

@@ -83,6 +83,8 @@ pub struct InstallArgs {
     #[arg(skip)]
     pub pinned_images: std::collections::BTreeMap<String, String>,
     #[command(flatten)]
+    pub remote: crate::cli::remote::RemoteArgs,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -121,6 +123,8 @@ pub struct UpgradeArgs {
     /// Image archive holding the new images.
     #[arg(long = "imageArchive", value_name = "FILE")]
     pub image_archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: crate::cli::remote::RemoteArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -76,6 +76,18 @@ fn port_free(port: u16) -> bool {
 
 pub async fn install(paths: &Paths, mut a: InstallArgs) -> Result<i32> {
     let name = a.name.clone();
+    if let Some(target) = super::remote::Target::from_args(&a.remote)? {
+        let password = password::read_password(&a)?;
+        return super::remote::run(super::remote::Remote {
+            target,
+            verb: "install",
+            copy: true,
+            controller_bin: a.run.controller.controller_bin.as_deref(),
+            archive: a.image_archive.as_deref(),
+            password,
+            name: &name,
+        });
+    }
     // Run from an unpacked bundle: its archive and images, unless given.
     if a.image_archive.is_none() {
         if let Some(found) = super::bundle::beside_self()? {
@@ -262,6 +274,17 @@ async fn refuse_collisions(paths: &Paths, r: &Resolved) -> Result<()> {
 
 pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
     let name = a.name.clone();
+    if let Some(target) = super::remote::Target::from_args(&a.remote)? {
+        return super::remote::run(super::remote::Remote {
+            target,
+            verb: "upgrade",
+            copy: true,
+            controller_bin: a.run.controller.controller_bin.as_deref(),
+            archive: a.image_archive.as_deref(),
+            password: None,
+            name: &name,
+        });
+    }
     let r = paths.find(&name)?;
     let (loaded, file) = match (r.loaded(), r.file()) {
         (Some(l), Some(f)) => (l.clone(), f.to_path_buf()),
