@@ -500,11 +500,13 @@ pub fn run(r: Remote<'_>) -> Result<i32> {
         .map_err(|e| Error::Failed(format!("ssh: {e}")))?;
     match status.code() {
         Some(0) => {}
-        Some(255) => return Err(Error::Failed(format!(
+        Some(255) => {
+            return Err(Error::Failed(format!(
             "{}: the connection failed while `mrctl {}` ran there; see `mrctl get` on the target",
             t.shown(),
             r.verb
-        ))),
+        )))
+        }
         c => return Ok(c.unwrap_or(EXIT_FAILED)),
     }
     if r.verb == "install" {
