@@ -288,3 +288,40 @@ vm_cleanup() {
     if declare -F vm_on_exit >/dev/null; then vm_on_exit || true; fi
     exit "$rc"
 }
+
+# --- added for hack/test-vm-install.sh ---------------------------------------
+
+# Powers the guest on with no network device at all (-nic none): no ssh, so
+# the guest is seen through its serial log only. Same disks as vm_boot.
+vm_boot_nonet() {
+    local log=$VM_RUN/serial.log err
+    vm_alive && vm_die "the guest is already running (pid $VM_PID)"
+    vm_seal_payload
+    VM_BOOTS=$((VM_BOOTS + 1))
+    printf '\n===== boot %s, no network device (%s) =====\n' "$VM_BOOTS" "$(date -u +%FT%TZ)" >>"$log"
+    VM_POWERED_ON_AT=$(vm_now)
+    err=$(qemu-system-x86_64 \
+        -name mirror-registry-vm -machine pc -accel tcg,thread=multi \
+        -smp "$VM_CPUS" -m "$VM_MEMORY" \
+        -kernel "$VM_IMAGE/vmlinuz" -initrd "$VM_IMAGE/initrd.img" \
+        -append "console=ttyS0 root=/dev/vda rw" \
+        -drive "file=$VM_RUN/disk.qcow2,format=qcow2,if=virtio" \
+        -drive "file=$VM_RUN/payload.img,format=raw,if=virtio,readonly=on" \
+        -nic none \
+        -display none -chardev "file,id=serial0,path=$log,append=on" -serial chardev:serial0 \
+        -monitor "unix:$VM_RUN/monitor.sock,server=on,wait=off" \
+        -pidfile "$VM_RUN/qemu.pid" -daemonize 2>&1) || vm_die "qemu did not start: $err"
+    VM_PID=$(cat "$VM_RUN/qemu.pid")
+}
+
+# Waits up to $1 seconds for the guest to power itself off; kills it after.
+vm_wait_off() {
+    local secs=$1 deadline
+    deadline=$((SECONDS + secs))
+    while vm_alive && ((SECONDS < deadline)); do sleep 2; done
+    if vm_alive; then
+        vm_kill
+        return 1
+    fi
+    VM_PID=
+}

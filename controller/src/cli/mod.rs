@@ -18,7 +18,9 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*))) };
 }
 
+pub mod adopt;
 pub mod apply;
+pub mod bundle;
 pub mod completion;
 pub mod controller_metrics;
 pub mod controller_unit;
@@ -30,6 +32,7 @@ pub mod export;
 pub mod get;
 pub mod install;
 pub mod logs;
+pub mod remote;
 pub mod render;
 pub mod state;
 pub mod uninstall;
@@ -136,6 +139,12 @@ pub enum Command {
     Backup(day2::backup::Args),
     /// Bring a registry back from a `mrctl backup` file, here or on another host.
     Restore(day2::restore::Args),
+    /// Write one offline tarball: mrctl, the controller and every image the
+    /// engines need (`./mrctl install` on the target finds them).
+    Bundle(bundle::BundleArgs),
+    /// Take over a registry the original mirror-registry installed, keeping
+    /// its data, certificate and init user (`--dry-run` shows every change).
+    Adopt(adopt::AdoptArgs),
     /// Print a shell completion script.
     Completion(completion::Args),
     /// Print the manual page (roff).
@@ -226,6 +235,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Gc(a) => block_on(day2::gc::run(&paths, a)),
         Command::Backup(a) => block_on(day2::backup::run(&paths, a)),
         Command::Restore(a) => block_on(day2::restore::run(&paths, a)),
+        Command::Bundle(a) => bundle::run(&paths, a),
+        Command::Adopt(a) => block_on(adopt::adopt(&paths, a)),
         Command::Completion(a) => completion::completion(a),
         Command::Man => completion::man(),
     }

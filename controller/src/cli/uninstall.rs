@@ -36,6 +36,8 @@ pub struct UninstallArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 /// Asks on a terminal whether data should go too, naming exactly what;
@@ -244,6 +246,17 @@ async fn remove_leftovers(paths: &Paths, name: &str) -> Result<Vec<String>> {
 
 pub async fn uninstall(paths: &Paths, a: UninstallArgs) -> Result<i32> {
     let name = a.name.clone();
+    if let Some(target) = super::remote::Target::from_args(&a.remote)? {
+        return super::remote::run(super::remote::Remote {
+            target,
+            verb: "uninstall",
+            copy: false,
+            controller_bin: None,
+            archive: None,
+            password: None,
+            name: &name,
+        });
+    }
     let unit = unit_name(&a.controller.controller_unit);
     let unit_dir = systemd::unit_dir(paths.scope)?;
     let unit_file = unit_dir.join(&unit);

@@ -53,7 +53,11 @@ pub(super) fn controller_config(paths: &Paths, a: &RunArgs) -> Result<(String, S
     ))
 }
 
-pub(super) async fn ensure_controller(paths: &Paths, systemd: &Systemd, a: &RunArgs) -> Result<()> {
+pub(in crate::cli) async fn ensure_controller(
+    paths: &Paths,
+    systemd: &Systemd,
+    a: &RunArgs,
+) -> Result<()> {
     let (unit, text) = controller_config(paths, a)?;
     let unit_dir = systemd::unit_dir(paths.scope)?;
     let e = controller_unit::ensure(systemd, &unit_dir, &unit, &text).await?;
@@ -71,4 +75,14 @@ pub(super) async fn ensure_controller(paths: &Paths, systemd: &Systemd, a: &RunA
         outln!("controller {urls}");
     }
     Ok(())
+}
+
+/// Checks, writing nothing, that the controller's unit can be installed.
+pub(in crate::cli) async fn preflight_controller(
+    paths: &Paths,
+    systemd: &Systemd,
+    a: &RunArgs,
+) -> Result<()> {
+    let (unit, text) = controller_config(paths, a)?;
+    controller_unit::preflight(systemd, &systemd::unit_dir(paths.scope)?, &unit, &text).await
 }

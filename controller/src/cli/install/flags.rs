@@ -78,6 +78,12 @@ pub struct InstallArgs {
     /// Image archive to load images from on an air-gapped host.
     #[arg(long = "imageArchive", value_name = "FILE")]
     pub image_archive: Option<PathBuf>,
+    /// Images pinned by the bundle install runs from (`cli::bundle`), by
+    /// spec key (`registry`, `quay`, `redis`, `pause`).
+    #[arg(skip)]
+    pub pinned_images: std::collections::BTreeMap<String, String>,
+    #[command(flatten)]
+    pub remote: crate::cli::remote::RemoteArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -118,11 +124,13 @@ pub struct UpgradeArgs {
     #[arg(long = "imageArchive", value_name = "FILE")]
     pub image_archive: Option<PathBuf>,
     #[command(flatten)]
+    pub remote: crate::cli::remote::RemoteArgs,
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
 /// `p` from the current directory, when relative.
-pub(super) fn absolute(p: &Path) -> PathBuf {
+pub(in crate::cli) fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         return p.to_path_buf();
     }
@@ -221,7 +229,10 @@ pub(super) fn spec_text(a: &InstallArgs, password_file: Option<PathBuf>) -> Resu
             },
             images: ImagesSpec {
                 archive: a.image_archive.as_deref().map(absolute),
-                ..ImagesSpec::default()
+                registry: a.pinned_images.get("registry").cloned(),
+                quay: a.pinned_images.get("quay").cloned(),
+                redis: a.pinned_images.get("redis").cloned(),
+                pause: a.pinned_images.get("pause").cloned(),
             },
             paused: false,
             deletion_policy: DeletionPolicy::Retain,

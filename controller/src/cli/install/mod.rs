@@ -14,7 +14,17 @@ mod progress;
 
 use serde_json::Value as Json;
 
-pub use flags::{EngineArg, InstallArgs, UpgradeArgs};
+pub use flags::{EngineArg, InstallArgs, RunArgs, UpgradeArgs};
+// What adopt shares with install: the controller's unit, the init
+// password, waiting for Ready and what is printed then.
+pub(in crate::cli) use controller::{
+    ensure_controller as ensure_controller_unit, preflight_controller,
+};
+pub(in crate::cli) use flags::absolute;
+pub(in crate::cli) use password::{read_given as read_password_given, write as write_password};
+pub(in crate::cli) use progress::{
+    print_access as print_ready_access, wait_ready as wait_until_ready,
+};
 
 use super::controller_unit;
 use super::state::{edit_spec, place_spec, set_spec_value, Paths, Spec};
@@ -28,8 +38,20 @@ use crate::naming;
 use crate::reconcile::admission;
 use crate::store::record;
 use controller::{controller_config, ensure_controller};
-use flags::{absolute, flag_for, spec_text};
+use flags::{flag_for, spec_text};
 use progress::{print_access, wait_ready};
+
+/// An engine as the word the spec and a bundle's manifest use.
+struct EngineArgWord(EngineArg);
+
+impl EngineArgWord {
+    fn as_str(&self) -> &'static str {
+        match self.0 {
+            EngineArg::Quay => "quay",
+            EngineArg::Distribution => "distribution",
+        }
+    }
+}
 
 /// Top-level differences between two defaulted specs, as `field: old -> new`.
 fn differences(old: &Resolved, new: &Resolved) -> Vec<String> {
@@ -52,8 +74,28 @@ fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).is_ok()
 }
 
-pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
+pub async fn install(paths: &Paths, mut a: InstallArgs) -> Result<i32> {
     let name = a.name.clone();
+    if let Some(target) = super::remote::Target::from_args(&a.remote)? {
+        let password = password::read_password(&a)?;
+        return super::remote::run(super::remote::Remote {
+            target,
+            verb: "install",
+            copy: true,
+            controller_bin: a.run.controller.controller_bin.as_deref(),
+            archive: a.image_archive.as_deref(),
+            password,
+            name: &name,
+        });
+    }
+    // Run from an unpacked bundle: its archive and images, unless given.
+    if a.image_archive.is_none() {
+        if let Some(found) = super::bundle::beside_self()? {
+            outln!("image archive beside mrctl: {}", found.archive.display());
+            a.pinned_images = found.images(EngineArgWord(a.engine).as_str());
+            a.image_archive = Some(found.archive);
+        }
+    }
     let password = password::read_password(&a)?;
     let root = a
         .quay_root
@@ -176,6 +218,15 @@ pub async fn install(paths: &Paths, a: InstallArgs) -> Result<i32> {
     )
     .await?;
 
+    // Air-gapped: the images are loaded here, with progress, rather than
+    // by the controller in silence.
+    if let Some(archive) = &a.image_archive {
+        let images = crate::render::render(&resolved, &paths.render_context())
+            .map(|d| d.images)
+            .unwrap_or_default();
+        let podman = Podman::connect(&paths.podman_socket).await?;
+        super::bundle::load(&podman, &absolute(archive), &images).await?;
+    }
     if let (Some(pw), Some(pf)) = (&password, &password_file) {
         password::write(paths, &name, &root, pf, pw)?;
     }
@@ -257,6 +308,17 @@ async fn refuse_collisions(paths: &Paths, r: &Resolved) -> Result<()> {
 
 pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
     let name = a.name.clone();
+    if let Some(target) = super::remote::Target::from_args(&a.remote)? {
+        return super::remote::run(super::remote::Remote {
+            target,
+            verb: "upgrade",
+            copy: true,
+            controller_bin: a.run.controller.controller_bin.as_deref(),
+            archive: a.image_archive.as_deref(),
+            password: None,
+            name: &name,
+        });
+    }
     let r = paths.find(&name)?;
     let (loaded, file) = match (r.loaded(), r.file()) {
         (Some(l), Some(f)) => (l.clone(), f.to_path_buf()),

@@ -18,16 +18,22 @@ use crate::store::record;
 /// The password given with --initPassword: the value, or standard input for
 /// `-` (without echo on a terminal). Checked, never printed.
 pub(super) fn read_password(a: &InstallArgs) -> Result<Option<String>> {
-    let pw = match a.init_password.as_deref() {
+    read_given(
+        a.init_password.as_deref(),
+        a.init_user.as_deref().unwrap_or(defaults::INIT_USERNAME),
+    )
+}
+
+/// A password given as a flag's value, or `-` for standard input, for
+/// `user`. Checked, never printed.
+pub(in crate::cli) fn read_given(given: Option<&str>, user: &str) -> Result<Option<String>> {
+    let pw = match given {
         None => return Ok(None),
         Some("-") => {
             let stdin = std::io::stdin();
             let tty = stdin.is_terminal();
             if tty {
-                eprint!(
-                    "Password for {}: ",
-                    a.init_user.as_deref().unwrap_or(defaults::INIT_USERNAME)
-                );
+                eprint!("Password for {user}: ");
                 let _ = std::io::stderr().flush();
                 stty("-echo");
             }
@@ -70,7 +76,13 @@ fn stty(arg: &str) {
 
 /// Writes the password file `pf` (0600, with a final newline), creating
 /// the root and its secrets directory (0700) when missing, recorded first.
-pub(super) fn write(paths: &Paths, name: &str, root: &Path, pf: &Path, pw: &str) -> Result<()> {
+pub(in crate::cli) fn write(
+    paths: &Paths,
+    name: &str,
+    root: &Path,
+    pf: &Path,
+    pw: &str,
+) -> Result<()> {
     record_created_root(paths, name, root, pf)?;
     files::ensure_dir(root, 0o700)?;
     files::ensure_dir(&naming::root::secrets_dir(root), 0o700)?;

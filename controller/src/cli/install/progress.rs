@@ -11,7 +11,7 @@ use crate::api::{ConditionStatus, ConditionType, Phase};
 
 /// Waits for Ready for the spec as it is now, printing each change of phase
 /// or message. Stops early on Failed, which needs a change to the spec.
-pub(super) async fn wait_ready(
+pub(in crate::cli) async fn wait_ready(
     paths: &Paths,
     name: &str,
     timeout: Duration,
@@ -65,7 +65,11 @@ pub(super) async fn wait_ready(
 }
 
 /// What install prints at the end: where to push, who to log in as.
-pub(super) fn print_access(paths: &Paths, r: &Registry, password_given: bool) -> Result<()> {
+pub(in crate::cli) fn print_access(
+    paths: &Paths,
+    r: &Registry,
+    password_given: bool,
+) -> Result<()> {
     let Some(s) = &r.status else {
         return Ok(());
     };
