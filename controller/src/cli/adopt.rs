@@ -311,11 +311,13 @@ fn storage_spec(s: &str) -> StorageSpec {
         StorageSpec {
             volume: None,
             path: Some(PathBuf::from(s)),
+            ..StorageSpec::default()
         }
     } else {
         StorageSpec {
             volume: Some(s.to_string()),
             path: None,
+            ..StorageSpec::default()
         }
     }
 }
@@ -369,6 +371,7 @@ pub fn spec_text(
             },
             paused: false,
             deletion_policy: DeletionPolicy::Retain,
+            garbage_collection: None,
         },
         status: None,
     };
