@@ -1,9 +1,11 @@
 //! End to end on the real host for the quay engine, with a STAND-IN for
 //! Quay: `localhost/mirror-registry/quay-standin` (hack/quay-standin), a
-//! small HTTPS server that reads Quay's config directory, answers
-//! /health/instance (checking Redis with the configured password) and
-//! /api/v1/user/initialize, and records every request in the SQLite volume.
-//! Redis is real: Debian's, built offline by hack/setup-host.sh.
+//! small HTTPS server that reads Quay's config directory, creates the
+//! SQLite file, answers /health/instance and /api/v1/user/initialize as
+//! Quay 3.12 does (docs/quay.md), checks Redis with the configured
+//! password (at a path of its own: Quay's health does not), and records
+//! every request in the SQLite volume. Redis is real: Debian's, built
+//! offline by hack/setup-host.sh.
 //!
 //! A spec becomes the original's layout (pod, redis and app containers and
 //! units), Ready only once Quay is healthy and the initial user was created;
@@ -20,7 +22,13 @@ use common::*;
 use mirror_registry::api::Phase;
 use serde_json::Value;
 
-const STANDIN: &str = "localhost/mirror-registry/quay-standin:latest";
+/// The stand-in image hack/setup-host.sh builds; MIRROR_REGISTRY_TEST_QUAY_STANDIN
+/// names another build of it (podman's image names are shared by everyone
+/// on the host, and an older checkout's setup-host.sh tags its own).
+fn standin() -> String {
+    std::env::var("MIRROR_REGISTRY_TEST_QUAY_STANDIN")
+        .unwrap_or_else(|_| "localhost/mirror-registry/quay-standin:latest".to_string())
+}
 const PAUSE: &str = "localhost/mirror-registry/pause:latest";
 
 /// Debian's Redis as setup-host.sh tagged it (with its upstream version).
@@ -41,6 +49,12 @@ fn redis_image() -> String {
         .expect("no localhost/mirror-registry/redis image: run hack/setup-host.sh")
 }
 
+/// Not `localhost`: with SERVER_HOSTNAME `localhost:PORT` Quay checks its
+/// own workers at that port inside its pod and is never healthy (see
+/// `quay_standin_localhost_on_another_port_is_never_healthy_and_says_why`).
+/// The probe and curl resolve it to 127.0.0.1 themselves.
+const HOSTNAME: &str = "standin.quay.test";
+
 fn quay_spec(lab: &Lab, name: &str, port: u16, quay_image: &str) -> String {
     format!(
         "# written by a test: the quay engine with a stand-in for Quay
@@ -50,7 +64,7 @@ metadata:
   name: {name}
 spec:
   engine: quay
-  hostname: localhost
+  hostname: {HOSTNAME}
   port: {port}
   root: {root}
   images:
@@ -143,7 +157,8 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
     let root = lab.root(&name);
 
     // 1. Drop the spec and converge once: Ready.
-    lab.put(&name, &quay_spec(&lab, &name, port, STANDIN));
+    let standin = standin();
+    lab.put(&name, &quay_spec(&lab, &name, port, &standin));
     let took = once_ok(&lab, "first reconcile");
     eprintln!(
         "FIGURE quay (stand-in) spec -> Ready, init user created: {:.2} s",
@@ -157,7 +172,11 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
         healthy.contains("/health/instance") && healthy.contains("every service healthy"),
         "{healthy}"
     );
-    assert!(healthy.contains("redis"), "{healthy}");
+    assert!(
+        healthy
+            .ends_with("auth, database, disk_space, registry_gunicorn, service_key, web_gunicorn"),
+        "Quay 3.12's six services: {healthy}"
+    );
     let units: Vec<&str> = st.components.iter().map(|c| c.unit.as_str()).collect();
     assert_eq!(
         units,
@@ -169,7 +188,7 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
     assert!(st.components.iter().all(|c| c.healthy));
     assert_eq!(
         st.endpoint.as_deref(),
-        Some(format!("https://localhost:{port}").as_str())
+        Some(format!("https://{HOSTNAME}:{port}").as_str())
     );
     for u in ["pod", "redis", "app"] {
         assert_eq!(unit_active(&format!("{name}-{u}.service")), "active", "{u}");
@@ -270,7 +289,7 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
         password.clone(),
     ];
     let config = std::fs::read_to_string(config_dir.join("config.yaml")).unwrap();
-    assert!(config.contains(&format!("SERVER_HOSTNAME: 'localhost:{port}'")));
+    assert!(config.contains(&format!("SERVER_HOSTNAME: '{HOSTNAME}:{port}'")));
     assert_eq!(
         config
             .matches(&format!("password: '{}'", secrets[0]))
@@ -301,20 +320,32 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
         }
     }
     let ca = root.join("tls/ca.crt");
-    let health = sh_ok(
-        "curl",
-        &[
-            "-sS",
-            "--cacert",
-            &ca.display().to_string(),
-            "--resolve",
-            &format!("localhost:{port}:127.0.0.1"),
-            &format!("https://localhost:{port}/health/instance"),
-        ],
-    );
-    let health: Value = serde_json::from_str(&health).unwrap();
-    assert_eq!(health["data"]["services"]["redis"], true, "{health}");
-    assert_eq!(health["status_code"], 200);
+    let get = |path: &str| -> Value {
+        let out = sh_ok(
+            "curl",
+            &[
+                "-sS",
+                "--cacert",
+                &ca.display().to_string(),
+                "--resolve",
+                &format!("{HOSTNAME}:{port}:127.0.0.1"),
+                &format!("https://{HOSTNAME}:{port}{path}"),
+            ],
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
+    };
+    let health = get("/health/instance");
+    assert_eq!(health["status_code"], 200, "{health}");
+    // Quay's health never looks at Redis: the stand-in's own check says
+    // Redis took the password config.yaml holds.
+    let checks = get("/standin/checks");
+    assert_eq!(checks["redis"], true, "{checks}");
+    assert_eq!(checks["storage"], true, "{checks}");
+    // The SQLite file, created at start by the container's user as Quay's
+    // migration creates it, through the volume podman's U gave that user.
+    let db = sqlite.join("quay_sqlite.db");
+    let meta = std::fs::metadata(&db).unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    assert_eq!((meta.uid(), mode(&db)), (1001, 0o644));
 
     // 6. A second reconcile: no second initialize, no secret rewritten, no
     //    restart, no status write.
@@ -346,12 +377,12 @@ fn quay_standin_spec_to_ready_init_user_once_and_upgrade() {
     // 7. Upgrade: a new Quay image. Only the app restarts on it; secrets,
     //    data and credentials stay; the user is not initialized again.
     let next = format!("localhost/mirror-registry/quay-standin:{name}");
-    sh_ok("podman", &["tag", STANDIN, &next]);
+    sh_ok("podman", &["tag", &standin, &next]);
     let _untag = Untag(vec![next.clone()]);
     let recorded = requests(&sqlite).len();
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace(&format!("quay: {STANDIN}\n"), &format!("quay: {next}\n"));
+        .replace(&format!("quay: {standin}\n"), &format!("quay: {next}\n"));
     std::fs::write(&path, text).unwrap();
     let took = once_ok(&lab, "upgrade");
     eprintln!(
@@ -406,7 +437,7 @@ fn quay_standin_images_load_from_the_archive() {
         .map(|c| format!("localhost/mirror-registry/archived-{name}-{c}:1"))
         .collect();
     let _untag = Untag(tags.clone());
-    for (from, tag) in [STANDIN.to_string(), redis_image(), PAUSE.to_string()]
+    for (from, tag) in [standin(), redis_image(), PAUSE.to_string()]
         .iter()
         .zip(&tags)
     {
@@ -455,4 +486,36 @@ fn quay_standin_images_load_from_the_archive() {
         initialize_posts(&mountpoint(&format!("{name}-sqlite-storage"))).len(),
         1
     );
+}
+
+/// Real Quay checks its own gunicorn workers at `https://localhost:PORT/`
+/// inside its pod when SERVER_HOSTNAME is `localhost:PORT`; the pod
+/// publishes PORT to 8443, so nothing answers there and Quay is never
+/// healthy. The stand-in checks the same place; the status says why.
+#[test]
+fn quay_standin_localhost_on_another_port_is_never_healthy_and_says_why() {
+    let mut lab = Lab::new();
+    let name = unique("qsl");
+    let mut port = free_port();
+    while port == 8443 {
+        port = free_port();
+    }
+    lab.track(&name, port);
+    let spec = quay_spec(&lab, &name, port, &standin())
+        .replace(&format!("hostname: {HOSTNAME}\n"), "hostname: localhost\n");
+    lab.put(&name, &spec);
+    let code = lab.once(&["--once-timeout", "40s"]);
+    let log = std::fs::read_to_string(lab.dir.path().join("once.log")).unwrap_or_default();
+    assert_eq!(code, 1, "not Ready:\n{log}");
+    let st = file_status(&lab.spec_path(&name)).unwrap();
+    assert_ne!(st.phase, Phase::Ready);
+    let healthy = &condition(&st, "Healthy").unwrap().message;
+    assert!(
+        healthy.contains("not healthy: registry_gunicorn, web_gunicorn (with hostname localhost"),
+        "{healthy}"
+    );
+    // Everything else is up: only the name is wrong.
+    for u in ["pod", "redis", "app"] {
+        assert_eq!(unit_active(&format!("{name}-{u}.service")), "active", "{u}");
+    }
 }
