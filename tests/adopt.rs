@@ -25,6 +25,10 @@ use mirror_registry::api::Phase;
 use sha2::{Digest, Sha256};
 
 const STANDIN: &str = "localhost/mirror-registry/quay-standin:latest";
+/// The original's quayHostname. Not `localhost`: Quay named `localhost:PORT`
+/// checks its own workers at that port inside its pod, where it listens on
+/// 8443 only, and is never healthy (docs/quay.md); the stand-in does the same.
+const HOST: &str = "quay.adopt.test";
 const PAUSE: &str = "localhost/mirror-registry/pause:latest";
 const UNITS: [&str; 3] = ["quay-pod.service", "quay-redis.service", "quay-app.service"];
 
@@ -261,7 +265,7 @@ fn https_code(ca: &Path, port: u16, method: &str, path: &str, body: Option<&str>
         "--cacert".into(),
         ca.display().to_string(),
         "--resolve".into(),
-        format!("localhost:{port}:127.0.0.1"),
+        format!("{HOST}:{port}:127.0.0.1"),
         "-X".into(),
         method.into(),
     ];
@@ -273,7 +277,7 @@ fn https_code(ca: &Path, port: u16, method: &str, path: &str, body: Option<&str>
             b.into(),
         ]);
     }
-    a.push(format!("https://localhost:{port}{path}"));
+    a.push(format!("https://{HOST}:{port}{path}"));
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     String::from_utf8_lossy(&sh("curl", &a).stdout).into_owned()
 }
@@ -326,10 +330,10 @@ fn adopts_a_registry_the_original_installed() {
 
     // 1. The original's install, as its playbook leaves it.
     std::fs::create_dir_all(root.join("quay-config")).unwrap();
-    original_tls(&root, "localhost");
+    original_tls(&root, HOST);
     let redis_password = "origRedisPass0123456789ab";
     let config = format!(
-        "AUTHENTICATION_TYPE: Database\nBUILDLOGS_REDIS:\n  host: localhost\n  password: {redis_password}\n  port: 6379\nDATABASE_SECRET_KEY: origDbKey{p}\nDB_URI: sqlite:////sqlite/quay_sqlite.db\nDISTRIBUTED_STORAGE_CONFIG:\n  default:\n    - LocalStorage\n    - storage_path: /datastorage\nSECRET_KEY: origSecret{p}\nSERVER_HOSTNAME: localhost:{port}\nSETUP_COMPLETE: true\nUSER_EVENTS_REDIS:\n  host: localhost\n  password: {redis_password}\n  port: 6379\nFEATURE_USER_INITIALIZE: true\nCREATE_NAMESPACE_ON_PUSH: true\n",
+        "AUTHENTICATION_TYPE: Database\nBUILDLOGS_REDIS:\n  host: localhost\n  password: {redis_password}\n  port: 6379\nDATABASE_SECRET_KEY: origDbKey{p}\nDB_URI: sqlite:////sqlite/quay_sqlite.db\nDISTRIBUTED_STORAGE_CONFIG:\n  default:\n    - LocalStorage\n    - storage_path: /datastorage\nSECRET_KEY: origSecret{p}\nSERVER_HOSTNAME: {HOST}:{port}\nSETUP_COMPLETE: true\nUSER_EVENTS_REDIS:\n  host: localhost\n  password: {redis_password}\n  port: 6379\nFEATURE_USER_INITIALIZE: true\nCREATE_NAMESPACE_ON_PUSH: true\n",
         p = "0123456789abcdef0123456789abcdef"
     );
     std::fs::write(root.join("quay-config/config.yaml"), config).unwrap();
@@ -521,7 +525,7 @@ fn adopts_a_registry_the_original_installed() {
     );
     assert_eq!(
         st.endpoint.as_deref(),
-        Some(format!("https://localhost:{port}").as_str())
+        Some(format!("https://{HOST}:{port}").as_str())
     );
 
     // The spec's names match the original's.

@@ -1075,7 +1075,9 @@ def fig_quay(lab, R, runs):
         ctl = Controller(base).start()
         spec = base / "watch" / f"{name}.yaml"
         try:
-            text = lab.spec(name, port).replace("engine: distribution", "engine: quay") + (
+            # Not localhost: Quay named localhost:PORT is never healthy (docs/quay.md).
+            text = lab.spec(name, port).replace("engine: distribution", "engine: quay").replace(
+                "hostname: localhost", "hostname: quay.bench.test") + (
                 "  images:\n    quay: localhost/mirror-registry/quay-standin:latest\n"
                 f"    redis: {redis[0]}\n    pause: localhost/mirror-registry/pause:latest\n")
             t0 = time.monotonic()

@@ -274,8 +274,15 @@ impl Drop for Lab {
         for name in self.names.clone() {
             cleanup(name.as_str());
         }
-        for p in &self.ports {
-            let _ = std::fs::remove_dir_all(format!("/etc/containers/certs.d/localhost:{p}"));
+        // Trust entries of the test's ports, whatever host name they carry.
+        let entries = std::fs::read_dir("/etc/containers/certs.d")
+            .into_iter()
+            .flatten();
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if self.ports.iter().any(|p| n.ends_with(&format!(":{p}"))) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
     }
 }
