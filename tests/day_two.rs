@@ -351,6 +351,16 @@ fn gc_keeps_every_child_of_an_index_and_reclaims_a_deleted_image() {
         t0.elapsed().as_secs_f64()
     );
     assert!(out.contains("read-write again"), "{out}");
+    // mrctl recorded what the registry now runs with: the controller,
+    // looking at it after the restarts, does not restart it once more.
+    let started = started_at(&format!("{}-registry", reg.name));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        started_at(&format!("{}-registry", reg.name)),
+        started,
+        "no restart after the collection:\n{}",
+        lab.logs()
+    );
     for d in [&b_only.digest, &b_cfg.digest] {
         assert!(!blob_file(&storage, d).exists(), "{d} collected");
     }

@@ -1274,6 +1274,19 @@ Targets missed: {', '.join(misses) if misses else 'none'}.
    volume inspect and create later). Baseline: `podman load -i` of the same
    file, wall time. Base layers are present in both cases.
 
+7. **Day two.** One registry (distribution engine, podman volume) holding
+   a 1 GiB image of 32 random layers. *gc*: each run pushes a 64 MiB image
+   of 4 random layers and deletes its manifest (`skopeo delete`), then
+   `mrctl gc`; the read-only window is the report's `readOnlyMillis` (from
+   before the read-only restart to the registry answering read-write
+   again), the not-answering time is 20 ms probes of `/v2/` that got no
+   401. *Backup and restore*: bytes of the root and the volume's files over
+   wall time; `mrctl backup` against `tar -cf` of the same two
+   directories, alternating which goes first; `mrctl restore` into an empty
+   watch and state directory under a new name (a new root and volume, as
+   on another host; it reads the file twice) against `tar -xf` of tar's
+   own file into an empty directory. The page cache is warm for both.
+
 ## Reconcile lines seen
 
 {observations(notes)}

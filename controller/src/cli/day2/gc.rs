@@ -139,7 +139,7 @@ async fn collect(
     timeout: Duration,
 ) -> Result<u64> {
     super::set_read_only(paths, systemd, r, true, timeout).await?;
-    refuses_pushes(r).await?;
+    refuses_pushes(r, timeout).await?;
     let container = naming::container(&r.name, distribution::COMPONENT);
     let eligible = checked_dry_run(podman, &container, storage).await?;
     let reachable = blob_store::reachable_from_tags(storage).map_err(Error::Failed)?;
@@ -216,7 +216,7 @@ fn eligible(out: &str) -> BTreeSet<String> {
 
 /// Checks that the registry refuses an upload, authenticated as the
 /// initial user, as read-only mode should.
-async fn refuses_pushes(r: &Resolved) -> Result<()> {
+async fn refuses_pushes(r: &Resolved, timeout: Duration) -> Result<()> {
     let creds = credentials::read_credentials(&naming::root::credentials_file(&r.root))?;
     let ca = super::ca_file(r);
     let client =
@@ -226,12 +226,23 @@ async fn refuses_pushes(r: &Resolved) -> Result<()> {
         "{}/v2/mirror-registry-gc/check/blobs/uploads/",
         r.endpoint()
     );
-    let resp = client
-        .post(&url)
-        .basic_auth(&creds.username, Some(&creds.password))
-        .send()
-        .await
-        .map_err(|e| Error::Failed(format!("POST {url}: {e}")))?;
+    // A reconcile that raced the restart may restart it once more: only an
+    // answer decides.
+    let deadline = std::time::Instant::now() + timeout;
+    let resp = loop {
+        match client
+            .post(&url)
+            .basic_auth(&creds.username, Some(&creds.password))
+            .send()
+            .await
+        {
+            Ok(resp) => break resp,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(Error::Failed(format!("POST {url}: {e}")))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
     match resp.status().as_u16() {
         405 => Ok(()),
         code => Err(Error::Failed(format!(

@@ -52,10 +52,33 @@ async fn set_read_only(
         .find(|f| f.path.ends_with(distribution::CONFIG_FILE))
         .ok_or_else(|| Error::Failed(format!("{}: no registry config rendered", r.name)))?;
     files::write_if_changed(&config.path, config.content.as_bytes(), config.mode)?;
-    systemd
-        .restart(&naming::unit(&r.name, distribution::COMPONENT))
-        .await?;
+    let unit = naming::unit(&r.name, distribution::COMPONENT);
+    systemd.restart(&unit).await?;
+    started_with(paths, r, &desired, &unit)?;
     wait_serving(r, timeout).await
+}
+
+/// Records in the registry's ownership record what its unit now runs
+/// with, as the controller does after a restart: otherwise its next
+/// reconcile would find the unit stale and restart it once more.
+fn started_with(
+    paths: &Paths,
+    r: &Resolved,
+    desired: &crate::render::Desired,
+    unit: &str,
+) -> Result<()> {
+    let Some(mut rec) = crate::store::record::load(&paths.state_dir, &r.name)? else {
+        return Ok(());
+    };
+    let digests = crate::reconcile::steps::units::input_digests(desired, r)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    if let Some(d) = digests.get(unit) {
+        if rec.started_with.get(unit) != Some(d) {
+            rec.started_with.insert(unit.to_string(), d.clone());
+            crate::store::record::save(&paths.state_dir, &rec)?;
+        }
+    }
+    Ok(())
 }
 
 /// Polls the registry's `/v2/` until it answers (200 or 401).

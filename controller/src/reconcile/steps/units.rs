@@ -229,7 +229,7 @@ async fn apply(
 /// Per unit, a digest of what it runs with: the pod unit its text, each
 /// component its text and the files under root its container mounts (config
 /// files, the server certificate and key, htpasswd).
-fn input_digests(desired: &Desired, r: &Resolved) -> Result<BTreeMap<String, String>, Error> {
+pub fn input_digests(desired: &Desired, r: &Resolved) -> Result<BTreeMap<String, String>, Error> {
     let tls_dir = naming::root::tls_dir(&r.root);
     let mounted = desired.files.iter().map(|f| f.path.clone()).chain([
         tls_dir.join("tls.crt"),
