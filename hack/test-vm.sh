@@ -816,7 +816,7 @@ main() {
     sed 's/^/    /' "$images_log"
     rm -f -- "$images_log"
     printf '    guest images in place (%ss)\n' "$(vm_since "$t0")"
-    measure "host: release build, payload and guest images" "$(vm_since "$t0")"
+    measure "release build, payload and guest images" "$(vm_since "$t0")"
 
     for d in 12 13; do
         [[ $debian == both || $debian == "$d" ]] || continue
