@@ -105,11 +105,15 @@ main() {
         printf '%s %s\n' "$KNOWN" "$(cut -d ' ' -f 1,2 <"$VM_IMAGE/ssh_host_ed25519_key.pub")" >>~/.ssh/known_hosts
     }
     untrust_guest() { ssh-keygen -q -R "$KNOWN" >/dev/null 2>&1 || true; }
-    trap 'untrust_guest; vm_cleanup' EXIT
+    # vm_cleanup exits with the status it finds in $?.
+    trap 'rc=$?; untrust_guest; rm -rf "/etc/containers/certs.d/localhost:$REG_PORT"; (exit $rc); vm_cleanup' EXIT
     trust_guest
     local target=(--targetHostname "127.0.0.1:$VM_SSH_PORT" --targetUsername root)
 
     step "bad input, each refused with nothing left on the target"
+    t0=$(vm_now)
+    expect_refused "a file in a flag missing on this host" "sslCert $VM_RUN/none.crt: cannot read it on this host" \
+        remote install "${target[@]}" -k "$key" --engine distribution --sslCert "$VM_RUN/none.crt" --sslKey "$VM_RUN/none.key"
     ssh-keygen -q -t ed25519 -N '' -f "$VM_RUN/wrong_key"
     expect_refused "a wrong key" "authentication failed" \
         remote install "${target[@]}" -k "$VM_RUN/wrong_key" --engine distribution
@@ -126,6 +130,7 @@ main() {
     expect_refused "a target without podman" "podman is not installed" \
         remote install "${target[@]}" -k "$key" --engine distribution
     vm_ssh 'mv /usr/bin/podman.hidden /usr/bin/podman'
+    measure "bad input: 6 refusals" "$(vm_since "$t0")"
 
     step "install over ssh"
     t0=$(vm_now)
@@ -146,21 +151,25 @@ main() {
     else
         not_ok "podman login"
     fi
+    t0=$(vm_now)
     if skopeo --command-timeout 120s copy -q --authfile "$auth" "containers-storage:$TESTIMAGE" \
         "docker://localhost:$REG_PORT/test/image:1" 2>"$VM_RUN/push.err"; then
         ok "pushed from this host"
     else
         not_ok "push: $(cat "$VM_RUN/push.err")"
     fi
+    measure "push from this host (TLS verified)" "$(vm_since "$t0")"
 
-    step "upgrade over ssh to another image"
+    step "upgrade over ssh to another image (the bundle's, found beside mrctl)"
     t0=$(vm_now)
-    if "$NEXT/mrctl" upgrade "${target[@]}" -k "$key" --name "$NAME" --registryImage "$REGISTRY_NEXT" \
+    if "$NEXT/mrctl" upgrade "${target[@]}" -k "$key" --name "$NAME" \
         </dev/null >"$VM_RUN/upgrade.out" 2>&1; then
         ok "mrctl upgrade --targetHostname in $(vm_since "$t0")s"
     else
         not_ok "upgrade failed: $(tail -5 "$VM_RUN/upgrade.out")"
     fi
+    sed 's/^/      | /' "$VM_RUN/upgrade.out"
+    measure "upgrade over ssh: copy, load, Ready" "$(vm_since "$t0")"
     if vm_ssh "podman inspect --format '{{.ImageName}}' $NAME-registry" | grep -qF "$REGISTRY_NEXT"; then
         ok "the registry runs $REGISTRY_NEXT"
     else
@@ -173,6 +182,7 @@ main() {
     fi
 
     step "uninstall over ssh"
+    t0=$(vm_now)
     if remote uninstall "${target[@]}" -k "$key" --name "$NAME" </dev/null >"$VM_RUN/uninstall.out" 2>&1; then
         ok "mrctl uninstall --targetHostname"
     else
@@ -183,7 +193,14 @@ main() {
     else
         not_ok "units left"
     fi
+    measure "uninstall over ssh" "$(vm_since "$t0")"
     rm -rf "/etc/containers/certs.d/localhost:$REG_PORT"
+    # Boot 2 starts from nothing: no images (so the archive must be
+    # loaded), no copied files.
+    vm_ssh "podman rmi -f $REGISTRY $REGISTRY_NEXT $PAUSE >/dev/null 2>&1; rm -rf /opt/mirror-registry; podman images --format '{{.Repository}}:{{.Tag}}'" >"$VM_RUN/images-left"
+    if grep -qF -e "$REGISTRY" -e "$PAUSE" "$VM_RUN/images-left"; then
+        not_ok "the bundle's images are still in the guest: $(tr '\n' ' ' <"$VM_RUN/images-left")"
+    fi
 
     step "boot 2: no network device"
     vm_ssh 'cat >/etc/systemd/system/mr-offline-install.service <<EOF
@@ -195,7 +212,7 @@ Type=oneshot
 StandardOutput=journal+console
 StandardError=journal+console
 ExecStart=/mnt/payload/offline-install.sh
-ExecStartPost=/bin/systemctl --no-block poweroff
+ExecStopPost=/bin/systemctl --no-block poweroff
 [Install]
 WantedBy=multi-user.target
 EOF
