@@ -18,7 +18,8 @@
 #
 # Every check prints "ok:" or "not ok:"; exit 1 when any failed. MEASURE
 # lines are figures (TCG-emulated guest). Usage: hack/test-vm-install.sh
-# (as root). MIRROR_REGISTRY_VM_KEEP=1 keeps the run directory.
+# (as root). MIRROR_REGISTRY_VM_KEEP=1 keeps the run directory;
+# MIRROR_REGISTRY_VM_INSTALL_OFFLINE=0 stops after boot 1.
 set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 # shellcheck source=hack/vm/lib.sh
@@ -77,9 +78,14 @@ main() {
         --registryImage "$REGISTRY" --pauseImage "$PAUSE" >"$VM_RUN/bundle.out" ||
         vm_die "mrctl bundle failed: $(cat "$VM_RUN/bundle.out")"
     measure "mrctl bundle (distribution, release binaries)" "$(vm_since "$t0")"
-    # A second bundle with another registry image, for upgrade.
+    # A second bundle with another registry image, for upgrade, and another
+    # controller binary (the same program, bytes appended: another file),
+    # which the upgrade must restart the controller onto.
+    cp target/release/mirror-registry-controller "$VM_RUN/controller-next"
+    printf '\nnext\n' >>"$VM_RUN/controller-next"
     target/release/mrctl bundle -o "$VM_RUN/next.tar.gz" --engine distribution \
-        --registryImage "$REGISTRY_NEXT" --pauseImage "$PAUSE" >/dev/null ||
+        --registryImage "$REGISTRY_NEXT" --pauseImage "$PAUSE" \
+        --controller-bin "$VM_RUN/controller-next" >/dev/null ||
         vm_die "mrctl bundle (next) failed"
     BUNDLE=$VM_RUN/bundle
     NEXT=$VM_RUN/next
@@ -105,11 +111,15 @@ main() {
         printf '%s %s\n' "$KNOWN" "$(cut -d ' ' -f 1,2 <"$VM_IMAGE/ssh_host_ed25519_key.pub")" >>~/.ssh/known_hosts
     }
     untrust_guest() { ssh-keygen -q -R "$KNOWN" >/dev/null 2>&1 || true; }
-    trap 'untrust_guest; vm_cleanup' EXIT
+    # vm_cleanup exits with the status it finds in $?.
+    trap 'rc=$?; untrust_guest; rm -rf "/etc/containers/certs.d/localhost:$REG_PORT"; (exit $rc); vm_cleanup' EXIT
     trust_guest
     local target=(--targetHostname "127.0.0.1:$VM_SSH_PORT" --targetUsername root)
 
     step "bad input, each refused with nothing left on the target"
+    t0=$(vm_now)
+    expect_refused "a file in a flag missing on this host" "sslCert $VM_RUN/none.crt: cannot read it on this host" \
+        remote install "${target[@]}" -k "$key" --engine distribution --sslCert "$VM_RUN/none.crt" --sslKey "$VM_RUN/none.key"
     ssh-keygen -q -t ed25519 -N '' -f "$VM_RUN/wrong_key"
     expect_refused "a wrong key" "authentication failed" \
         remote install "${target[@]}" -k "$VM_RUN/wrong_key" --engine distribution
@@ -120,12 +130,16 @@ main() {
     vm_ssh 'id mrnoroot >/dev/null 2>&1 || useradd -m mrnoroot; install -d -m 0700 -o mrnoroot ~mrnoroot/.ssh; cp /mnt/payload/ssh/authorized_keys ~mrnoroot/.ssh/; chown mrnoroot ~mrnoroot/.ssh/authorized_keys'
     expect_refused "a user without root rights" "no root rights" \
         remote install --targetHostname "127.0.0.1:$VM_SSH_PORT" --targetUsername mrnoroot -k "$key" --engine distribution
-    expect_refused "an unreachable host" "refused\|unreachable" \
+    expect_refused "a port nothing listens on" "connection refused" \
         remote install --targetHostname "127.0.0.1:$(vm_free_port)" --targetUsername root -k "$key" --engine distribution
+    # TEST-NET-2: no answer (dropped, or a connection that never speaks).
+    expect_refused "a host that does not answer" "unreachable" \
+        remote install --targetHostname 198.51.100.1 --targetUsername root -k "$key" --engine distribution
     vm_ssh 'mv /usr/bin/podman /usr/bin/podman.hidden'
     expect_refused "a target without podman" "podman is not installed" \
         remote install "${target[@]}" -k "$key" --engine distribution
     vm_ssh 'mv /usr/bin/podman.hidden /usr/bin/podman'
+    measure "bad input: 7 refusals" "$(vm_since "$t0")"
 
     step "install over ssh"
     t0=$(vm_now)
@@ -146,20 +160,34 @@ main() {
     else
         not_ok "podman login"
     fi
+    t0=$(vm_now)
     if skopeo --command-timeout 120s copy -q --authfile "$auth" "containers-storage:$TESTIMAGE" \
         "docker://localhost:$REG_PORT/test/image:1" 2>"$VM_RUN/push.err"; then
         ok "pushed from this host"
     else
         not_ok "push: $(cat "$VM_RUN/push.err")"
     fi
+    measure "push from this host (TLS verified)" "$(vm_since "$t0")"
 
-    step "upgrade over ssh to another image"
+    step "upgrade over ssh to another image (the bundle's, found beside mrctl)"
+    local pid_before pid_after unit=mirror-registry-controller.service
+    pid_before=$(vm_ssh "systemctl show -p MainPID --value $unit")
     t0=$(vm_now)
-    if "$NEXT/mrctl" upgrade "${target[@]}" -k "$key" --name "$NAME" --registryImage "$REGISTRY_NEXT" \
+    if "$NEXT/mrctl" upgrade "${target[@]}" -k "$key" --name "$NAME" \
         </dev/null >"$VM_RUN/upgrade.out" 2>&1; then
         ok "mrctl upgrade --targetHostname in $(vm_since "$t0")s"
     else
         not_ok "upgrade failed: $(tail -5 "$VM_RUN/upgrade.out")"
+    fi
+    sed 's/^/      | /' "$VM_RUN/upgrade.out"
+    measure "upgrade over ssh: copy, load, Ready" "$(vm_since "$t0")"
+    pid_after=$(vm_ssh "systemctl show -p MainPID --value $unit")
+    if [[ $pid_after != "$pid_before" && $pid_after != 0 ]] &&
+        vm_ssh "readlink /proc/$pid_after/exe" | grep -qvF '(deleted)' &&
+        vm_ssh "cmp -s /proc/$pid_after/exe /opt/mirror-registry/mirror-registry-controller"; then
+        ok "the controller restarted onto the new binary (pid $pid_before -> $pid_after)"
+    else
+        not_ok "the controller still runs the old binary (pid $pid_before -> $pid_after)"
     fi
     if vm_ssh "podman inspect --format '{{.ImageName}}' $NAME-registry" | grep -qF "$REGISTRY_NEXT"; then
         ok "the registry runs $REGISTRY_NEXT"
@@ -173,6 +201,7 @@ main() {
     fi
 
     step "uninstall over ssh"
+    t0=$(vm_now)
     if remote uninstall "${target[@]}" -k "$key" --name "$NAME" </dev/null >"$VM_RUN/uninstall.out" 2>&1; then
         ok "mrctl uninstall --targetHostname"
     else
@@ -183,8 +212,20 @@ main() {
     else
         not_ok "units left"
     fi
+    measure "uninstall over ssh" "$(vm_since "$t0")"
     rm -rf "/etc/containers/certs.d/localhost:$REG_PORT"
+    # Boot 2 starts from nothing: no images (so the archive must be
+    # loaded), no copied files.
+    vm_ssh "podman rmi -f $REGISTRY $REGISTRY_NEXT $PAUSE >/dev/null 2>&1; rm -rf /opt/mirror-registry; podman images --format '{{.Repository}}:{{.Tag}}'" >"$VM_RUN/images-left"
+    if grep -qF -e "$REGISTRY" -e "$PAUSE" "$VM_RUN/images-left"; then
+        not_ok "the bundle's images are still in the guest: $(tr '\n' ' ' <"$VM_RUN/images-left")"
+    fi
 
+    if [[ ${MIRROR_REGISTRY_VM_INSTALL_OFFLINE:-1} == 0 ]]; then
+        printf '\n== boot 2 skipped (MIRROR_REGISTRY_VM_INSTALL_OFFLINE=0)\n'
+        printf '\n%s (%ss)\n' "$([[ $FAILED == 0 ]] && echo PASS || echo FAIL)" "$(vm_since "$T_START")"
+        exit "$FAILED"
+    fi
     step "boot 2: no network device"
     vm_ssh 'cat >/etc/systemd/system/mr-offline-install.service <<EOF
 [Unit]
@@ -195,7 +236,7 @@ Type=oneshot
 StandardOutput=journal+console
 StandardError=journal+console
 ExecStart=/mnt/payload/offline-install.sh
-ExecStartPost=/bin/systemctl --no-block poweroff
+ExecStopPost=/bin/systemctl --no-block poweroff
 [Install]
 WantedBy=multi-user.target
 EOF

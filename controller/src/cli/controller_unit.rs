@@ -182,6 +182,30 @@ fn lock_holder(text: &str, unit: &str) -> Option<lock::Error> {
     lock::probe(&state, &watch).filter(|e| e.holder().and_then(|h| h.unit.as_deref()) != Some(unit))
 }
 
+/// Whether the unit's running controller runs a binary since replaced on
+/// disk (an upgrade copied a new one over the same path): the unit file is
+/// the same then, yet the controller must restart to run the new binary.
+fn binary_replaced(text: &str, unit: &str) -> bool {
+    let (Some(state), Some(watch)) = (
+        managed_dir(text, settings::env::STATE_DIR),
+        managed_dir(text, settings::env::WATCH_DIR),
+    ) else {
+        return false;
+    };
+    lock::probe(&state, &watch)
+        .as_ref()
+        .and_then(|e| e.holder())
+        .filter(|h| h.unit.as_deref() == Some(unit))
+        .and_then(|h| h.pid)
+        .is_some_and(exe_replaced)
+}
+
+/// The executable of process `pid` is no longer the file at its path.
+fn exe_replaced(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|p| p.to_string_lossy().ends_with(" (deleted)"))
+}
+
 /// What `ensure` did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Ensured {
@@ -235,7 +259,8 @@ pub async fn ensure(systemd: &Systemd, unit_dir: &Path, unit: &str, text: &str) 
     if state.unit_file_state != "enabled" {
         systemd.enable(&[unit.to_string()]).await?;
     }
-    let started = if state.active_state.is_active() && !file_changed {
+    let started = if state.active_state.is_active() && !file_changed && !binary_replaced(text, unit)
+    {
         false
     } else {
         // A restart stops the unit's own controller first; anyone else
@@ -294,6 +319,26 @@ pub async fn remove(systemd: &Systemd, unit_dir: &Path, unit: &str) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real process whose binary is replaced at its path, as an upgrade
+    /// copying over the same file does.
+    #[test]
+    fn a_binary_replaced_under_its_process_is_seen() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("sleeper");
+        std::fs::copy("/bin/sleep", &bin).unwrap();
+        let mut child = std::process::Command::new(&bin).arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(!exe_replaced(pid));
+        let new = d.path().join("sleeper.new");
+        std::fs::copy("/bin/sleep", &new).unwrap();
+        std::fs::rename(&new, &bin).unwrap();
+        let replaced = exe_replaced(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(replaced);
+        assert!(!exe_replaced(u32::MAX));
+    }
 
     #[test]
     fn unit_is_notify_with_watchdog_and_quoted_environment() {

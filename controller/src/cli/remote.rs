@@ -260,7 +260,16 @@ fn payload(
         ),
     ];
     match archive {
-        Some(a) => out.push((a.to_path_buf(), bundle::ARCHIVE.to_string())),
+        Some(a) => {
+            let a = super::install::absolute(a);
+            std::fs::File::open(&a).map_err(|e| {
+                Error::Usage(format!(
+                    "--imageArchive {}: cannot read it: {e}",
+                    a.display()
+                ))
+            })?;
+            out.push((a, bundle::ARCHIVE.to_string()))
+        }
         None => {
             if let Some(found) = bundle::beside_self()? {
                 out.push((found.archive.clone(), bundle::ARCHIVE.to_string()));
@@ -285,20 +294,36 @@ fn copy(t: &Target, sudo: &str, items: &[(PathBuf, String)]) -> Result<()> {
         .tempdir()
         .map_err(|e| Error::Failed(format!("create a temporary directory: {e}")))?;
     let mut total: u64 = 0;
+    let files_dir = stage.path().join(FILES_SUBDIR);
     for (from, name) in items {
         let link = stage.path().join(name);
+        if name.starts_with(&format!("{FILES_SUBDIR}/")) {
+            files::ensure_dir(&files_dir, 0o700)?;
+        }
         std::os::unix::fs::symlink(from, &link).map_err(files::io("link", &link))?;
         total += std::fs::metadata(from).map(|m| m.len()).unwrap_or(0);
     }
     let names: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
-    let moves = names
+    let mut moves = names
         .iter()
-        .map(|n| format!("mv -f \"$i\"/{n} \"$d\"/{n}"))
-        .collect::<Vec<_>>()
-        .join(" && ");
+        .map(|n| {
+            if n.starts_with(&format!("{FILES_SUBDIR}/")) {
+                // A key or a password: readable by root only.
+                format!("mkdir -p -m 0700 \"$d\"/{FILES_SUBDIR} && chmod 0600 \"$i\"/{n} && mv -f \"$i\"/{n} \"$d\"/{n}")
+            } else {
+                format!("mv -f \"$i\"/{n} \"$d\"/{n}")
+            }
+        })
+        .collect::<Vec<_>>();
+    // An archive without its manifest: a manifest left from an earlier
+    // bundle would name images this archive does not hold.
+    if names.contains(&bundle::ARCHIVE) && !names.contains(&bundle::MANIFEST) {
+        moves.push(format!("rm -f \"$d\"/{}", bundle::MANIFEST));
+    }
+    let moves = moves.join(" && ");
     let script = format!(
-        "set -e; d={REMOTE_DIR}; i=$d/.incoming; {sudo}mkdir -p \"$d\"; {sudo}rm -rf \"$i\"; {sudo}mkdir -m 0700 \"$i\"; trap '{sudo}rm -rf \"$i\"' EXIT; {sudo}tar -x -C \"$i\"; {sudo}sh -c {}",
-        sh_quote(&format!("i={REMOTE_DIR}/.incoming; d={REMOTE_DIR}; {moves}"))
+        "set -e; d={REMOTE_DIR}; i=$d/.incoming; {sudo}mkdir -p \"$d\"; {sudo}rm -rf \"$i\"; {sudo}mkdir -m 0700 \"$i\"; trap '{sudo}rm -rf \"$i\"' EXIT; {sudo}tar -x --no-same-owner -C \"$i\"; {sudo}sh -c {}",
+        sh_quote(&format!("set -e; i={REMOTE_DIR}/.incoming; d={REMOTE_DIR}; {moves}"))
     );
     outln!(
         "copying {} to {}:{REMOTE_DIR} ({:.1} MiB)",
@@ -386,11 +411,37 @@ fn copy(t: &Target, sudo: &str, items: &[(PathBuf, String)]) -> Result<()> {
     Ok(())
 }
 
+/// Flags naming a file the verb reads on this host. Over SSH the file is
+/// copied to [`FILES_SUBDIR`] of [`REMOTE_DIR`] on the target (as
+/// `<registry>-<label>`, 0600)
+/// and the flag given there names the copy, so no path is read on the
+/// wrong host.
+pub const FILE_FLAGS: &[(&str, &str)] = &[
+    ("--sslCert", "sslCert"),
+    ("--sslKey", "sslKey"),
+    ("--metrics-auth-file", "metricsAuth"),
+];
+/// Where the files of [`FILE_FLAGS`] land on the target, under
+/// [`REMOTE_DIR`].
+pub const FILES_SUBDIR: &str = "files";
+
+/// The command line to run on the target, from the one given here.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The verb and its flags.
+    pub words: Vec<String>,
+    /// Whether the init password goes on standard input.
+    pub password: bool,
+    /// Files to copy: (path here, name under [`REMOTE_DIR`]).
+    pub files: Vec<(PathBuf, String)>,
+}
+
 /// The command line given to this mrctl, minus the remote flags and the
-/// local paths the target has its own of; `--initPassword VALUE` becomes
-/// `-` (the value goes on standard input). Returns the words and whether
-/// the password goes on standard input.
-pub fn forwarded_args(argv: &[OsString]) -> (Vec<String>, bool) {
+/// local paths the target has its own of; `--initPassword VALUE` and
+/// `--initPasswordFile FILE` become `--initPassword -` (the value goes on
+/// standard input); the files of [`FILE_FLAGS`] must be readable here and
+/// are named by their copies on the target. `name` is the registry's.
+pub fn forwarded_args(argv: &[OsString], name: &str) -> Result<Forwarded> {
     let drop_with_value = [
         "--targetHostname",
         "--targetUsername",
@@ -399,13 +450,23 @@ pub fn forwarded_args(argv: &[OsString]) -> (Vec<String>, bool) {
         "--controller-bin",
         "--imageArchive",
     ];
-    let mut out = Vec::new();
-    let mut password = false;
+    let mut out = Forwarded::default();
     let mut it = argv
         .iter()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned());
-    while let Some(w) = it.next() {
+    // `--flag VALUE` or `--flag=VALUE`: the value, taken from `it` for the
+    // first form.
+    fn value(w: &str, flag: &str, it: &mut impl Iterator<Item = String>) -> Option<Option<String>> {
+        if w == flag {
+            Some(it.next())
+        } else {
+            w.strip_prefix(flag)
+                .and_then(|r| r.strip_prefix('='))
+                .map(|v| Some(v.to_string()))
+        }
+    }
+    'words: while let Some(w) = it.next() {
         if drop_with_value.contains(&w.as_str()) {
             it.next();
             continue;
@@ -417,20 +478,34 @@ pub fn forwarded_args(argv: &[OsString]) -> (Vec<String>, bool) {
         {
             continue;
         }
-        if w == "--initPassword" {
-            it.next();
-            out.extend(["--initPassword".to_string(), "-".to_string()]);
-            password = true;
-            continue;
+        for pw_flag in ["--initPassword", "--initPasswordFile"] {
+            if value(&w, pw_flag, &mut it).is_some() {
+                out.words
+                    .extend(["--initPassword".to_string(), "-".to_string()]);
+                out.password = true;
+                continue 'words;
+            }
         }
-        if w.starts_with("--initPassword=") {
-            out.extend(["--initPassword".to_string(), "-".to_string()]);
-            password = true;
-            continue;
+        for (flag, label) in FILE_FLAGS {
+            let Some(v) = value(&w, flag, &mut it) else {
+                continue;
+            };
+            let v = v.unwrap_or_default();
+            let here = super::install::absolute(Path::new(&v));
+            std::fs::File::open(&here).map_err(|e| {
+                Error::Usage(format!(
+                    "{flag} {v}: cannot read it on this host ({e}); over SSH the file is copied from here to the target"
+                ))
+            })?;
+            let there = format!("{FILES_SUBDIR}/{name}-{label}");
+            out.words
+                .extend([flag.to_string(), format!("{REMOTE_DIR}/{there}")]);
+            out.files.push((here, there));
+            continue 'words;
         }
-        out.push(w);
+        out.words.push(w);
     }
-    (out, password)
+    Ok(out)
 }
 
 /// What the remote verb needs besides its flags.
@@ -450,6 +525,13 @@ pub struct Remote<'a> {
 /// save the registry's CA here.
 pub fn run(r: Remote<'_>) -> Result<i32> {
     let t = &r.target;
+    // Flags checked (files readable here) before the target is touched.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let Forwarded {
+        mut words,
+        password: pw_forwarded,
+        files: inputs,
+    } = forwarded_args(&argv, r.name)?;
     let sudo = preflight(t)?;
     outln!(
         "{}: reachable over ssh, {}podman and systemd present",
@@ -460,11 +542,15 @@ pub fn run(r: Remote<'_>) -> Result<i32> {
             "passwordless sudo, "
         }
     );
-    if r.copy {
-        copy(t, &sudo, &payload(r.controller_bin, r.archive)?)?;
+    if r.copy || !inputs.is_empty() {
+        let mut items = if r.copy {
+            payload(r.controller_bin, r.archive)?
+        } else {
+            Vec::new()
+        };
+        items.extend(inputs);
+        copy(t, &sudo, &items)?;
     }
-    let argv: Vec<OsString> = std::env::args_os().collect();
-    let (mut words, pw_forwarded) = forwarded_args(&argv);
     if !words
         .iter()
         .any(|w| w == "--scope" || w.starts_with("--scope="))
@@ -511,6 +597,18 @@ pub fn run(r: Remote<'_>) -> Result<i32> {
     }
     if r.verb == "install" {
         save_ca(t, &sudo, &words, r.name)?;
+    }
+    if r.verb == "uninstall" {
+        // The copies install made of this registry's files (FILE_FLAGS).
+        let copies = FILE_FLAGS
+            .iter()
+            .map(|(_, label)| sh_quote(&format!("{REMOTE_DIR}/{FILES_SUBDIR}/{}-{label}", r.name)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = t
+            .ssh(&format!("{sudo}rm -f -- {copies}"))
+            .stdin(Stdio::null())
+            .output();
     }
     Ok(EXIT_OK)
 }
@@ -604,23 +702,27 @@ mod tests {
 
     #[test]
     fn remote_flags_and_the_password_stay_here() {
-        let (w, pw) = forwarded_args(&os(&[
-            "mrctl",
-            "install",
-            "--targetHostname",
-            "h:2222",
-            "--targetUsername=root",
-            "-k",
-            "/k",
-            "--initPassword",
-            "s3cret",
-            "--quayHostname",
-            "localhost:9443",
-            "--controller-bin",
-            "/x",
-        ]));
+        let f = forwarded_args(
+            &os(&[
+                "mrctl",
+                "install",
+                "--targetHostname",
+                "h:2222",
+                "--targetUsername=root",
+                "-k",
+                "/k",
+                "--initPassword",
+                "s3cret",
+                "--quayHostname",
+                "localhost:9443",
+                "--controller-bin",
+                "/x",
+            ]),
+            "quay",
+        )
+        .unwrap();
         assert_eq!(
-            w,
+            f.words,
             [
                 "install",
                 "--initPassword",
@@ -629,16 +731,79 @@ mod tests {
                 "localhost:9443"
             ]
         );
-        assert!(pw);
-        let (w, pw) = forwarded_args(&os(&[
-            "mrctl",
-            "uninstall",
-            "-k/k",
-            "--ssh-key=/k",
-            "--autoApprove",
-        ]));
-        assert_eq!(w, ["uninstall", "--autoApprove"]);
-        assert!(!pw);
+        assert!(f.password);
+        assert!(f.files.is_empty());
+        let f = forwarded_args(
+            &os(&[
+                "mrctl",
+                "uninstall",
+                "-k/k",
+                "--ssh-key=/k",
+                "--autoApprove",
+            ]),
+            "quay",
+        )
+        .unwrap();
+        assert_eq!(f.words, ["uninstall", "--autoApprove"]);
+        assert!(!f.password);
+        let f = forwarded_args(
+            &os(&["mrctl", "install", "--initPasswordFile=/somewhere/pw"]),
+            "quay",
+        )
+        .unwrap();
+        assert_eq!(f.words, ["install", "--initPassword", "-"]);
+        assert!(f.password);
+    }
+
+    #[test]
+    fn files_in_flags_are_copied_or_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let cert = d.path().join("server.crt");
+        let key = d.path().join("server.key");
+        std::fs::write(&cert, "c").unwrap();
+        std::fs::write(&key, "k").unwrap();
+        let f = forwarded_args(
+            &os(&[
+                "mrctl",
+                "install",
+                "--sslCert",
+                cert.to_str().unwrap(),
+                &format!("--sslKey={}", key.display()),
+                "--quayRoot",
+                "/srv/quay",
+            ]),
+            "reg",
+        )
+        .unwrap();
+        assert_eq!(
+            f.words,
+            [
+                "install",
+                "--sslCert",
+                "/opt/mirror-registry/files/reg-sslCert",
+                "--sslKey",
+                "/opt/mirror-registry/files/reg-sslKey",
+                "--quayRoot",
+                "/srv/quay"
+            ]
+        );
+        assert_eq!(
+            f.files,
+            [
+                (cert.clone(), "files/reg-sslCert".to_string()),
+                (key.clone(), "files/reg-sslKey".to_string())
+            ]
+        );
+        let e = forwarded_args(
+            &os(&["mrctl", "install", "--sslCert", "/nonexistent/server.crt"]),
+            "reg",
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().contains("--sslCert /nonexistent/server.crt"),
+            "{e}"
+        );
     }
 
     #[test]

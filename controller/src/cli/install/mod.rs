@@ -77,7 +77,15 @@ fn port_free(port: u16) -> bool {
 pub async fn install(paths: &Paths, mut a: InstallArgs) -> Result<i32> {
     let name = a.name.clone();
     if let Some(target) = super::remote::Target::from_args(&a.remote)? {
-        let password = password::read_password(&a)?;
+        // A password file is read here and its content sent like
+        // --initPassword's: the target has no such file.
+        let password = match &a.init_password_file {
+            Some(f) => Some(
+                credentials::read_password_file(&absolute(f))
+                    .map_err(|e| Error::Usage(format!("--initPasswordFile: {e}")))?,
+            ),
+            None => password::read_password(&a)?,
+        };
         return super::remote::run(super::remote::Remote {
             target,
             verb: "install",
@@ -306,7 +314,7 @@ async fn refuse_collisions(paths: &Paths, r: &Resolved) -> Result<()> {
     )))
 }
 
-pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
+pub async fn upgrade(paths: &Paths, mut a: UpgradeArgs) -> Result<i32> {
     let name = a.name.clone();
     if let Some(target) = super::remote::Target::from_args(&a.remote)? {
         return super::remote::run(super::remote::Remote {
@@ -332,6 +340,22 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
         || a.quay_image.is_some()
         || a.redis_image.is_some()
         || a.pause_image.is_some();
+    // Run from an unpacked bundle: its archive, and without image flags its
+    // images for this registry's engine, as install does.
+    let mut bundle_images = std::collections::BTreeMap::new();
+    if a.image_archive.is_none() {
+        if let Some(found) = super::bundle::beside_self()? {
+            outln!("image archive beside mrctl: {}", found.archive.display());
+            if !any {
+                let engine = serde_json::to_value(loaded.resource.spec.engine)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                bundle_images = found.images(&engine);
+            }
+            a.image_archive = Some(found.archive);
+        }
+    }
     let mut edits: Vec<(&str, Option<serde_yaml::Value>)> = Vec::new();
     for (key, flag) in [
         ("registry", &a.registry_image),
@@ -339,11 +363,11 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
         ("redis", &a.redis_image),
         ("pause", &a.pause_image),
     ] {
-        match flag {
-            Some(img) => edits.push((key, Some(img.clone().into()))),
+        match (flag, bundle_images.get(key)) {
+            (Some(img), _) | (None, Some(img)) => edits.push((key, Some(img.clone().into()))),
             // Unpinned: the defaults of this version.
-            None if !any && key != "pause" => edits.push((key, None)),
-            None => {}
+            (None, None) if !any && key != "pause" => edits.push((key, None)),
+            (None, None) => {}
         }
     }
     if let Some(arch) = &a.image_archive {
@@ -376,14 +400,20 @@ pub async fn upgrade(paths: &Paths, a: UpgradeArgs) -> Result<i32> {
     let new = defaults::resolve(&new_loaded.resource, &new_loaded.name, paths.host());
     crate::render::render(&new, &paths.render_context()).map_err(Error::Failed)?;
 
-    let systemd = Systemd::connect(paths.scope).await?;
-    ensure_controller(paths, &systemd, &a.run).await?;
     let images = |x: &Resolved| {
         crate::render::render(x, &paths.render_context())
             .map(|d| d.images)
             .unwrap_or_default()
     };
     let (before, after) = (images(&old), images(&new));
+    // The new images loaded here, with progress, before the spec changes:
+    // an archive that lacks one stops the upgrade with nothing changed.
+    if let Some(archive) = &a.image_archive {
+        let podman = Podman::connect(&paths.podman_socket).await?;
+        super::bundle::load(&podman, &absolute(archive), &after).await?;
+    }
+    let systemd = Systemd::connect(paths.scope).await?;
+    ensure_controller(paths, &systemd, &a.run).await?;
     if old == new {
         outln!("mirrorregistry/{name} is up to date ({})", after.join(", "));
     } else {
