@@ -230,7 +230,11 @@ main() {
     vm_ssh 'cat >/etc/systemd/system/mr-offline-install.service <<EOF
 [Unit]
 Description=offline install test
-After=multi-user.target
+# As an admin who logs in once the boot is done: with no network device,
+# systemd-networkd-wait-online takes its full 2 minutes to give up, and
+# the controller unit (After=network-online.target) would wait for it.
+Wants=network-online.target
+After=multi-user.target network-online.target
 [Service]
 Type=oneshot
 StandardOutput=journal+console
@@ -268,6 +272,7 @@ if ./mrctl install --name offline --engine distribution --quayHostname localhost
     say "ok: Ready after $(( $(date +%s) - t0 ))s"
 else
     say "not ok: install failed"
+    journalctl -b --no-pager -u mirror-registry-controller.service | tail -n 40 | sed 's/^/OFFLINE   journal| /'
 fi
 sed -e 's/\(Password: *\).*/\1(printed)/' -e 's/^/OFFLINE   | /' install.out
 grep -q 'image archive beside mrctl' install.out && say "ok: the archive beside mrctl was found" || say "not ok: archive not found"
