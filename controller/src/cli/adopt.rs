@@ -23,14 +23,14 @@ use std::path::{Path, PathBuf};
 
 use super::install::{
     absolute, ensure_controller_unit, preflight_controller, print_ready_access,
-    read_password_given, wait_until_ready, write_password, RunArgs,
+    read_password_given, spec_yaml, storage_flag, wait_until_ready, write_password, RunArgs,
 };
 use super::state::{place_spec, Paths};
 use super::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::api::defaults::{self, Resolved, Storage};
 use crate::api::{
     DeletionPolicy, Engine, ImagesSpec, InitUserSpec, Metadata, MirrorRegistry, Spec as ApiSpec,
-    StorageSpec, TlsSpec, API_VERSION, KIND,
+    TlsSpec, API_VERSION, KIND,
 };
 use crate::host::files;
 use crate::host::podman::Podman;
@@ -306,22 +306,6 @@ pub fn discover(unit_dir: &Path, quay_root: Option<&Path>) -> Result<Original> {
     })
 }
 
-fn storage_spec(s: &str) -> StorageSpec {
-    if s.starts_with('/') {
-        StorageSpec {
-            volume: None,
-            path: Some(PathBuf::from(s)),
-            ..StorageSpec::default()
-        }
-    } else {
-        StorageSpec {
-            volume: Some(s.to_string()),
-            path: None,
-            ..StorageSpec::default()
-        }
-    }
-}
-
 /// The TLS pair the original serves (its own CA's, or the user's
 /// --sslCert/--sslKey it copied there).
 pub fn tls_pair(root: &Path) -> (PathBuf, PathBuf) {
@@ -350,8 +334,8 @@ pub fn spec_text(
             hostname: Some(o.hostname.clone()),
             port: u32::from(o.port),
             root: Some(o.quay_root.clone()),
-            storage: Some(storage_spec(&o.storage)),
-            database: Some(storage_spec(&o.sqlite)),
+            storage: Some(storage_flag(&o.storage)),
+            database: Some(storage_flag(&o.sqlite)),
             tls: Some(TlsSpec {
                 cert_file: Some(cert),
                 key_file: Some(key),
@@ -375,13 +359,7 @@ pub fn spec_text(
         },
         status: None,
     };
-    let mut v = serde_yaml::to_value(&mr)
-        .map_err(|e| Error::Failed(format!("cannot write the spec: {e}")))?;
-    if let Some(spec) = v.get_mut("spec").and_then(|s| s.as_mapping_mut()) {
-        spec.remove("paused");
-    }
-    let body = serde_yaml::to_string(&v)
-        .map_err(|e| Error::Failed(format!("cannot write the spec: {e}")))?;
+    let body = spec_yaml(&mr)?;
     Ok(format!(
         "# Written by mrctl adopt from the registry the original mirror-registry installed\n# under {}; its data, certificate and secrets are kept where they were.\n{body}",
         o.quay_root.display()

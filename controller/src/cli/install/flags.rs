@@ -156,7 +156,7 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u32>)> {
 }
 
 /// A volume name, or a directory when it looks like a path.
-fn storage(s: &str) -> StorageSpec {
+pub(crate) fn storage(s: &str) -> StorageSpec {
     if s.contains('/') {
         StorageSpec {
             volume: None,
@@ -240,13 +240,29 @@ pub(super) fn spec_text(a: &InstallArgs, password_file: Option<PathBuf>) -> Resu
         },
         status: None,
     };
-    let mut v = serde_yaml::to_value(&mr)
+    let body = spec_yaml(&mr)?;
+    Ok(format!(
+        "# Written by mrctl install. Change it with `mrctl apply -f` or by editing it:\n# the controller converges the host to it.\n{body}"
+    ))
+}
+
+/// A spec as YAML, leaving out what says nothing beyond the defaults, so
+/// the file reads like one a person wrote.
+pub(crate) fn spec_yaml(mr: &MirrorRegistry) -> Result<String> {
+    let mut v = serde_yaml::to_value(mr)
         .map_err(|e| Error::Failed(format!("cannot write the spec: {e}")))?;
-    // Leave out what says nothing beyond the defaults, so the file reads
-    // like one a person wrote.
     if let Some(spec) = v.get_mut("spec").and_then(|s| s.as_mapping_mut()) {
-        spec.remove("paused");
-        spec.remove("deletionPolicy");
+        let is = |k: &str, v: serde_yaml::Value| spec.get(k) == Some(&v);
+        let (unpaused, retained) = (
+            is("paused", false.into()),
+            is("deletionPolicy", "Retain".into()),
+        );
+        if unpaused {
+            spec.remove("paused");
+        }
+        if retained {
+            spec.remove("deletionPolicy");
+        }
         let empty = |x: Option<&serde_yaml::Value>| {
             x.and_then(|x| x.as_mapping()).is_some_and(|m| m.is_empty())
         };
@@ -257,11 +273,7 @@ pub(super) fn spec_text(a: &InstallArgs, password_file: Option<PathBuf>) -> Resu
             spec.remove("initUser");
         }
     }
-    let body = serde_yaml::to_string(&v)
-        .map_err(|e| Error::Failed(format!("cannot write the spec: {e}")))?;
-    Ok(format!(
-        "# Written by mrctl install. Change it with `mrctl apply -f` or by editing it:\n# the controller converges the host to it.\n{body}"
-    ))
+    serde_yaml::to_string(&v).map_err(|e| Error::Failed(format!("cannot write the spec: {e}")))
 }
 
 #[cfg(test)]

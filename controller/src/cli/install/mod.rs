@@ -14,6 +14,7 @@ mod progress;
 
 use serde_json::Value as Json;
 
+pub(crate) use flags::{spec_yaml, storage as storage_flag};
 pub use flags::{EngineArg, InstallArgs, RunArgs, UpgradeArgs};
 // What adopt shares with install: the controller's unit, the init
 // password, waiting for Ready and what is printed then.
