@@ -419,15 +419,15 @@ fn adopts_a_registry_the_original_installed() {
         .iter()
         .map(|u| std::fs::read_to_string(unit_dir().join(u)).unwrap())
         .collect();
-    let ids_before = sh_ok(
-        "podman",
-        &["ps", "-q", "--filter", "name=^quay-(app|redis)$"],
-    );
-    assert_eq!(
-        ids_before.lines().count(),
-        2,
-        "the original runs: {ids_before}"
-    );
+    // The original runs: both containers up (its units may still be
+    // starting them on a loaded host).
+    let ids_before = wait_for(Duration::from_secs(60), "the original's containers", || {
+        let ids = sh_ok(
+            "podman",
+            &["ps", "-q", "--filter", "name=^quay-(app|redis)$"],
+        );
+        (ids.lines().count() == 2).then_some(ids)
+    });
 
     let common_args = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = [
