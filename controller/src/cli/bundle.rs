@@ -391,22 +391,9 @@ pub async fn load(podman: &Podman, archive: &Path, images: &[String]) -> Result<
     });
     use futures_util::StreamExt;
     let body = body.filter_map(|r| async move { r.ok() });
-    let mut progress = podman.docker().import_image_stream(
-        bollard::query_parameters::ImportImageOptions::default(),
-        body,
-        None,
-    );
-    let mut result = Ok(());
-    while let Some(item) = progress.next().await {
-        if let Err(e) = item {
-            result = Err(Error::Failed(format!(
-                "podman could not load {}: {e}",
-                path.display()
-            )));
-            break;
-        }
-    }
-    drop(progress);
+    // podman answers once the whole archive is loaded: the load has its own
+    // bound, growing with the archive's size (`load_timeout`).
+    let result = podman.load_stream(archive, size, body).await;
     if let Ok(Err(e)) = reader.join() {
         return Err(Error::Failed(format!("read {}: {e}", path.display())));
     }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{Volume, VolumeCreateOptions};
@@ -23,14 +24,17 @@ use tokio::io::AsyncReadExt;
 
 use super::libpod;
 
-/// Seconds bollard waits for one API answer. Loading a large archive is one
-/// request, so this is generous.
 pub mod exec;
 mod inspect;
 
 use inspect::{bare_id, LibpodContainer};
 
+/// Seconds bollard waits for one API answer. Loading an archive has its own
+/// bound, [`load_timeout`].
 const API_TIMEOUT_SECS: u64 = 600;
+/// What every load may take, whatever its size, and what each MiB adds.
+const LOAD_BASE_SECS: u64 = 600;
+const LOAD_SECS_PER_MIB: u64 = 10;
 const ARCHIVE_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +85,30 @@ pub enum Error {
         #[source]
         source: BollardError,
     },
+    #[error(
+        "load image archive {path} ({:.1} MiB): podman did not answer within {}s, \
+         the bound for an archive of that size ({LOAD_BASE_SECS}s plus {LOAD_SECS_PER_MIB}s per MiB)",
+        *bytes as f64 / 1048576.0,
+        bound.as_secs()
+    )]
+    LoadTimeout {
+        path: PathBuf,
+        bytes: u64,
+        bound: Duration,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// How long podman may take to answer the load of an archive of `bytes`.
+/// It answers only once it has read and unpacked the whole archive, which
+/// on a slow disk takes far longer than any other call should: so a load
+/// gets its own bound, growing with the archive (857 MiB: about 2.5 hours),
+/// and every other call keeps [`API_TIMEOUT_SECS`].
+pub fn load_timeout(bytes: u64) -> Duration {
+    let mib = bytes.div_ceil(1 << 20);
+    Duration::from_secs(LOAD_BASE_SECS.saturating_add(mib.saturating_mul(LOAD_SECS_PER_MIB)))
+}
 
 /// The API socket podman serves for the user (`$XDG_RUNTIME_DIR`) or for
 /// the system.
@@ -270,30 +295,62 @@ impl Podman {
             source,
         };
         let file = tokio::fs::File::open(archive).await.map_err(archive_err)?;
+        let bytes = file.metadata().await.map_err(archive_err)?.len();
         // bollard wants a stream of plain bytes; a read error ends the stream
         // early and is reported here afterwards instead of as a bad archive.
         let read_error = Arc::new(Mutex::new(None));
         let body = file_stream(file, read_error.clone());
-        self.count();
-        let mut progress =
-            self.docker
-                .import_image_stream(ImportImageOptions::default(), body, None);
-        let mut result = Ok(());
-        while let Some(item) = progress.next().await {
-            if let Err(source) = item {
-                result = Err(source);
-                break;
-            }
-        }
-        drop(progress);
+        let result = self.load_stream(archive, bytes, body).await;
         let read_error = read_error.lock().ok().and_then(|mut e| e.take());
         if let Some(e) = read_error {
             return Err(archive_err(e));
         }
-        result.map_err(|source| Error::Load {
-            path: archive.to_path_buf(),
-            source,
-        })
+        result
+    }
+
+    /// Loads the images in `body`, the `bytes` bytes of the archive at
+    /// `archive` (which errors name), waiting for podman's answer up to
+    /// [`load_timeout`] of its size instead of the client's bound.
+    pub async fn load_stream(
+        &self,
+        archive: &Path,
+        bytes: u64,
+        body: impl Stream<Item = Bytes> + Send + 'static,
+    ) -> Result<()> {
+        self.load_within(archive, bytes, load_timeout(bytes), body)
+            .await
+    }
+
+    async fn load_within(
+        &self,
+        archive: &Path,
+        bytes: u64,
+        bound: Duration,
+        body: impl Stream<Item = Bytes> + Send + 'static,
+    ) -> Result<()> {
+        // A clone shares the connection pool; its timeout is its own.
+        let loader = self.docker.clone().with_timeout(bound);
+        self.count();
+        let mut progress = loader.import_image_stream(ImportImageOptions::default(), body, None);
+        while let Some(item) = progress.next().await {
+            match item {
+                Ok(_) => {}
+                Err(BollardError::RequestTimeoutError) => {
+                    return Err(Error::LoadTimeout {
+                        path: archive.to_path_buf(),
+                        bytes,
+                        bound,
+                    })
+                }
+                Err(source) => {
+                    return Err(Error::Load {
+                        path: archive.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Pulls `image` (a full reference, tag included) from its registry.
@@ -589,6 +646,88 @@ impl Podman {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_archive_may_load_for_longer_than_one_api_answer() {
+        const MIB: u64 = 1 << 20;
+        let api = Duration::from_secs(API_TIMEOUT_SECS);
+        // The archive that timed out after 600 s on a slow host.
+        let large = load_timeout(857 * MIB);
+        assert_eq!(large, Duration::from_secs(600 + 8570));
+        assert!(large > api * 10, "{large:?}");
+        // Never shorter than one API answer, even for a tiny archive.
+        assert_eq!(load_timeout(0), Duration::from_secs(600));
+        assert!(load_timeout(1) >= api);
+        // A MiB begun counts whole; the bound grows with the size.
+        assert_eq!(load_timeout(MIB + 1), Duration::from_secs(620));
+        assert!(load_timeout(2 * MIB) < load_timeout(3 * MIB));
+        // No overflow for any size a file can claim.
+        assert!(load_timeout(u64::MAX) > large);
+    }
+
+    #[test]
+    fn a_load_timeout_names_the_archive_and_the_bound() {
+        let e = Error::LoadTimeout {
+            path: PathBuf::from("/srv/images/quay.tar"),
+            bytes: 857 << 20,
+            bound: load_timeout(857 << 20),
+        }
+        .to_string();
+        assert!(e.contains("/srv/images/quay.tar"), "{e}");
+        assert!(e.contains("857.0 MiB"), "{e}");
+        assert!(e.contains("9170s"), "{e}");
+    }
+
+    /// Against a socket that takes the request and never answers, as podman
+    /// does while it loads: the load ends at its own bound, with an error
+    /// naming the archive, and the client's bound for other calls is left
+    /// as it was.
+    #[tokio::test]
+    async fn a_load_podman_does_not_answer_ends_at_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("podman.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            // Read all it sends; answer nothing.
+            while conn.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+        });
+        let docker = Docker::connect_with_unix(
+            socket.to_str().unwrap(),
+            API_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let podman = Podman {
+            docker,
+            socket: socket.clone(),
+            calls: Arc::new(AtomicU64::new(0)),
+        };
+        let archive = dir.path().join("images.tar");
+        let body = futures_util::stream::iter([Bytes::from_static(b"not really a tar")]);
+        let started = std::time::Instant::now();
+        let e = podman
+            .load_within(&archive, 16, Duration::from_secs(1), body)
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert!(
+            matches!(&e, Error::LoadTimeout { path, bound, .. }
+                if *path == archive && *bound == Duration::from_secs(1)),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("images.tar"), "{e}");
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_secs(30),
+            "{waited:?}"
+        );
+        assert_eq!(
+            podman.docker().timeout(),
+            Duration::from_secs(API_TIMEOUT_SECS)
+        );
+        server.abort();
+    }
 
     #[test]
     fn default_sockets() {

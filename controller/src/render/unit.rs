@@ -152,6 +152,10 @@ fn exec(args: &[String]) -> String {
 
 const HEADER: &str = "# Written by mirror-registry-controller; edits are overwritten.\n";
 
+/// `TimeoutStartSec=` of the pod and container units: far beyond systemd's
+/// default 90s, which a slow host's boot outlasts.
+pub const START_TIMEOUT: &str = "15min";
+
 fn pid_file(pod: &str) -> String {
     format!("%t/{pod}.pid")
 }
@@ -232,6 +236,10 @@ Before={wants}
 [Service]
 Environment=PODMAN_SYSTEMD_UNIT=%n
 Restart=on-failure
+# At boot a slow host can take minutes to create and start the pod; past
+# systemd's default 90s the start fails and nothing serves until the
+# controller is back.
+TimeoutStartSec={START_TIMEOUT}
 TimeoutStopSec=70
 ExecStartPre=/bin/rm -f {pid} {podid}
 # A pod of ours left behind (a crash, a reboot) is removed; one of the same
@@ -365,6 +373,8 @@ Restart=always
 RestartSec=1
 # A Go or C server as PID 1 exits 2 or 143 on SIGTERM: a clean stop.
 SuccessExitStatus=2 143
+# As long as the pod's start: at boot on a slow host podman may take minutes.
+TimeoutStartSec={START_TIMEOUT}
 TimeoutStopSec=70
 # Never `run --replace`: only a container of ours by this name is removed
 # (left behind by a crash or reboot); one that is not ours makes the run
@@ -411,6 +421,50 @@ mod tests {
         assert_eq!(quote("a\nb"), "\"a\\u000ab\"");
         assert_eq!(quote("#x"), "\"#x\"");
         assert_eq!(quote(";x"), "\";x\"");
+    }
+
+    #[test]
+    fn start_timeout_outlasts_a_slow_boot() {
+        use super::{container_unit, pod_unit, ContainerUnit};
+        use crate::render::Context;
+        let cx = Context {
+            podman: "/usr/bin/podman".into(),
+            wanted_by: "default.target".into(),
+        };
+        let pod = pod_unit("t", 1, 2, None, &["t-registry.service".into()], &cx).unwrap();
+        let container = container_unit(
+            &ContainerUnit {
+                name: "t",
+                component: "registry",
+                description: "Registry container",
+                image: "registry:2",
+                mounts: vec![],
+                after: vec![],
+                env: vec![],
+                args: vec![],
+            },
+            &cx,
+        )
+        .unwrap();
+        for unit in [pod, container] {
+            let values: Vec<&str> = unit
+                .content
+                .lines()
+                .filter_map(|l| l.strip_prefix("TimeoutStartSec="))
+                .collect();
+            assert_eq!(values, ["15min"], "{}", unit.content);
+            // In [Service], where systemd reads it.
+            let service = unit.content.find("[Service]").unwrap();
+            let line = unit.content.find("TimeoutStartSec=").unwrap();
+            let install = unit.content.find("[Install]").unwrap();
+            assert!(service < line && line < install, "{}", unit.content);
+        }
+        // systemd's default, which a slow boot outlasted.
+        let minutes: u64 = super::START_TIMEOUT
+            .strip_suffix("min")
+            .and_then(|m| m.parse().ok())
+            .unwrap();
+        assert!(minutes * 60 >= 10 * 90);
     }
 
     #[test]
