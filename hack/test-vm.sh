@@ -835,14 +835,15 @@ main() {
         done
     ) >"$images_log" 2>&1 &
     image_pid=$!
-    trap 'kill "$cargo_pid" "$image_pid" 2>/dev/null || true' EXIT
+    # The traps run after main has returned, when its locals are gone.
+    trap 'kill "${cargo_pid:-}" "${image_pid:-}" 2>/dev/null || true' EXIT
     if ! wait "$cargo_pid"; then
         cat "$cargo_log" >&2
         vm_die "cargo build $PROFILE_FLAG failed"
     fi
     printf '    %s binaries built (%ss)\n' "$PROFILE" "$(vm_since "$t0")"
     PAYLOAD=$(mktemp -d "${TMPDIR:-/var/tmp}/mirror-registry-vm-payload.XXXXXX")
-    trap 'kill "$image_pid" 2>/dev/null || true; rm -rf -- "$PAYLOAD"' EXIT
+    trap 'kill "${image_pid:-}" 2>/dev/null || true; rm -rf -- "$PAYLOAD"' EXIT
     # Once vm_init has set the runner's trap, it calls this.
     vm_on_exit() {
         ip_cleanup

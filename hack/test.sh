@@ -42,7 +42,7 @@ echo "==> guest tests (hack/test-vm.sh, both guests), beside cargo test; lines p
 } 2>&1 | sed -u 's/^/[guests] /' &
 vm_pid=$!
 test_rc=0
-cargo test --workspace --locked -- --test-threads=2 || test_rc=$?
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2 || test_rc=$?
 echo "==> cargo test: exit $test_rc; waiting for the guest tests"
 wait "$vm_pid" || true
 vm_pid=
