@@ -1042,3 +1042,104 @@ fn a_schedule_runs_mrctl_gc_from_a_timer_and_goes_with_the_schedule() {
     let owned = std::fs::read_to_string(lab.state().join(&reg.name).join("owned.json")).unwrap();
     assert!(!owned.contains(&timer), "{owned}");
 }
+
+/// Now, as podman's `--since`/`--until` read it.
+fn podman_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// How many times podman started `container` between `since` and `until`
+/// (its `start` events: every start of the unit runs a new container by
+/// that name).
+fn starts_between(container: &str, since: &str, until: &str) -> usize {
+    let out = sh_ok(
+        "podman",
+        &[
+            "events",
+            "--since",
+            since,
+            "--until",
+            until,
+            "--filter",
+            &format!("container={container}"),
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    out.lines().filter(|l| l.trim() == container).count()
+}
+
+#[test]
+fn gc_in_a_row_beside_a_busy_controller_restarts_the_registry_twice_each() {
+    let mut lab = Lab::new();
+    // Busy: a resync every second on top of the drift events every restart
+    // of the registry raises.
+    lab.start(&["--resync-interval", "1s"]);
+    let storage = lab.dir.path().join("row-storage");
+    let reg = ready_registry(&mut lab, "d2-row", &storage, "");
+    let oci = Layout::new(lab.dir.path().join("oci"));
+    let (img, _) = oci.image("amd64", &[oci.random_layer(256)]);
+    let src = oci.tagged(&img, MANIFEST, "a");
+    skopeo(
+        &reg.auth,
+        &["copy", "--preserve-digests", &src, &reg.reference("row/a:1")],
+    );
+    let container = format!("{}-registry", reg.name);
+    // Settled: the push's own reconciles are over.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut marks = vec![podman_now()];
+    for i in 0..3 {
+        let t = Instant::now();
+        let o = mrctl(&lab, &["gc", &reg.name]);
+        assert!(
+            o.status.success(),
+            "gc {} of 3: {}\n--- controller log (tail)\n{}",
+            i + 1,
+            show(&o),
+            lab.logs()
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        eprintln!("FIGURE gc {} took {:.1} s", i + 1, t.elapsed().as_secs_f64());
+        // podman's event times have second precision at the boundaries.
+        std::thread::sleep(Duration::from_millis(1100));
+        marks.push(podman_now());
+    }
+    // A restart the controller still owes after the last gc shows within a
+    // few resyncs.
+    std::thread::sleep(Duration::from_secs(5));
+    let end = podman_now();
+    let mut counts: Vec<usize> = marks
+        .windows(2)
+        .map(|w| starts_between(&container, &w[0], &w[1]))
+        .collect();
+    let late = starts_between(&container, marks.last().unwrap(), &end);
+    counts.push(late);
+    eprintln!("FIGURE registry starts per gc (then after the last): {counts:?}");
+    assert_eq!(
+        counts,
+        [2, 2, 2, 0],
+        "each gc restarts the registry twice (read-only, read-write), and nothing else does"
+    );
+    assert!(serving(reg.port));
+    assert_eq!(
+        remote_digest(&reg.auth, &reg.reference("row/a:1")),
+        img.digest
+    );
+    pull_all(
+        &reg.auth,
+        &reg.reference("row/a:1"),
+        &lab.dir.path().join("pulled"),
+    );
+}
