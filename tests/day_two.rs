@@ -689,16 +689,22 @@ fn while_mrctl_holds_maintenance_the_controller_keeps_the_registry_read_only() {
     pull_all(&reg.auth, &reg.reference("ro/a:1"), &pulled);
     assert_eq!(remote_digest(&reg.auth, &reg.reference("ro/a:1")), a.digest);
 
+    let started_read_only = started(&container);
     mirror_registry::store::maintenance::release(&lab.state(), &reg.name).unwrap();
     wait_for(Duration::from_secs(30), "the read-write config", || {
         std::fs::read_to_string(&config)
             .ok()
             .filter(|c| !c.contains("readonly"))
     });
+    // The read-only container answers until the controller restarts it:
+    // wait for its successor.
     wait_for(
         Duration::from_secs(30),
         "the registry to serve again",
-        || serving(reg.port).then_some(()),
+        || {
+            let now = started(&container);
+            (!now.is_empty() && now != started_read_only && serving(reg.port)).then_some(())
+        },
     );
     skopeo(
         &reg.auth,
