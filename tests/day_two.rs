@@ -1100,7 +1100,11 @@ fn gc_in_a_row_beside_a_busy_controller_restarts_the_registry_twice_each() {
     let storage = lab.dir.path().join("row-storage");
     let reg = ready_registry(&mut lab, "d2-row", &storage, "");
     let oci = Layout::new(lab.dir.path().join("oci"));
-    let (img, _) = oci.image("amd64", &[oci.random_layer(256)]);
+    // 24 MiB of random bytes: a pull of it, throttled, spans a restart,
+    // and more of it than the sockets' buffers on both sides hold (what
+    // is in them reaches the client even from a killed server).
+    let big = oci.random_layer(24 * 1024);
+    let (img, _) = oci.image("amd64", std::slice::from_ref(&big));
     let src = oci.tagged(&img, MANIFEST, "a");
     skopeo(
         &reg.auth,
@@ -1115,10 +1119,96 @@ fn gc_in_a_row_beside_a_busy_controller_restarts_the_registry_twice_each() {
     // Settled: the push's own reconciles are over.
     std::thread::sleep(Duration::from_secs(3));
 
+    let (user, password) = credentials(&lab.root(&reg.name));
+    let ca = lab.root(&reg.name).join("tls/ca.crt");
+    let base = format!("https://localhost:{}/v2", reg.port);
     let mut marks = vec![now_nanos()];
     for i in 0..3 {
+        // During the first gc: a blob pull in flight when the registry is
+        // restarted read-only, and new requests every 50 ms.
+        let watch = (i == 0).then(|| {
+            let pulled = lab.dir.path().join("in-flight.blob");
+            let pull = {
+                let (url, auth) = (
+                    format!("{base}/row/a/blobs/{}", big.digest),
+                    format!("{user}:{password}"),
+                );
+                let (ca, pulled) = (ca.clone(), pulled.clone());
+                std::thread::spawn(move || {
+                    let t = Instant::now();
+                    let o = Command::new("curl")
+                        .args(["-sS", "--limit-rate", "8M", "-u", &auth, "--cacert"])
+                        .arg(&ca)
+                        .arg("-o")
+                        .arg(&pulled)
+                        .args(["-w", "%{http_code}", &url])
+                        .output()
+                        .unwrap();
+                    (o, t.elapsed())
+                })
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let poll = {
+                let (stop, url, ca) = (stop.clone(), format!("{base}/"), ca.clone());
+                std::thread::spawn(move || {
+                    // Outcome of each new request: the HTTP code, or curl's
+                    // exit code when there was none (7: refused).
+                    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+                    // The longest run of requests without an answer.
+                    let (mut since, mut longest) = (None::<Instant>, Duration::ZERO);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let asked = Instant::now();
+                        let o = Command::new("curl")
+                            .args(["-s", "-o", "/dev/null", "--max-time", "3", "--cacert"])
+                            .arg(&ca)
+                            .args(["-w", "%{http_code}", &url])
+                            .output()
+                            .unwrap();
+                        let code = String::from_utf8_lossy(&o.stdout).to_string();
+                        let key = if code == "000" {
+                            let first = *since.get_or_insert(asked);
+                            longest = longest.max(first.elapsed());
+                            format!("curl exit {}", o.status.code().unwrap_or(-1))
+                        } else {
+                            since = None;
+                            format!("HTTP {code}")
+                        };
+                        *seen.entry(key).or_default() += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    (seen, longest)
+                })
+            };
+            // The pull under way before the restart.
+            std::thread::sleep(Duration::from_millis(500));
+            (pull, pulled, stop, poll)
+        });
         let t = Instant::now();
         let o = mrctl(&lab, &["gc", &reg.name]);
+        if let Some((pull, pulled, stop, poll)) = watch {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (seen, longest) = poll.join().unwrap();
+            eprintln!(
+                "FIGURE new requests to /v2/ during a gc: {seen:?}; longest without an answer {:.1} s",
+                longest.as_secs_f64()
+            );
+            let (out, took) = pull.join().unwrap();
+            assert!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout) == "200",
+                "a pull in flight across the restart completes: {}",
+                show(&out)
+            );
+            assert_eq!(
+                file_digest(&pulled),
+                big.digest,
+                "and is whole ({:.1} s)",
+                took.as_secs_f64()
+            );
+            eprintln!(
+                "FIGURE a 24 MiB blob pull at 8 MiB/s across the read-only restart: whole, {:.1} s",
+                took.as_secs_f64()
+            );
+        }
         assert!(
             o.status.success(),
             "gc {} of 3: {}\n--- controller log (tail)\n{}",
