@@ -17,9 +17,13 @@ const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// Looks at registry `name` again: converge it to its spec file, report a
 /// bad spec, or tear it down when its file is gone.
 pub async fn reconcile(cx: &Context, name: &str) -> Next {
-    // Not one registry's lock for a name no registry can have: only a spec
-    // of that name's invalid status is written, and nothing can collect it.
-    let _held = if crate::api::validate::is_dns1123_label(name) {
+    // No lock for a name no registry can have (only an invalid spec's
+    // status is written under it), nor for one with neither a spec file
+    // nor a state directory: nothing of it exists to converge, tear down
+    // or collect, and taking the lock would create its directory.
+    let lockable = crate::api::validate::is_dns1123_label(name)
+        && (store::dir(&cx.state_dir, name).is_dir() || !cx.files_for(name).is_empty());
+    let _held = if lockable {
         match store::lock::take(&cx.state_dir, name, LOCK_WAIT, |pid| {
             tracing::info!(registry = name, holder_pid = ?pid, "another process (mrctl gc) holds the registry; waiting for it")
         })
