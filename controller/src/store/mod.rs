@@ -92,8 +92,9 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), Error> {
     files::remove_if_exists(&d.join(status::STATUS_FILE))?;
     files::remove_if_exists(&d.join(events::EVENTS_FILE))?;
     files::remove_if_exists(&d.join(maintenance::GC_FILE))?;
-    // Last, and held by the caller (teardown): a taker that opened it
-    // before sees it gone and makes a new one (`lock::try_take`).
+    // Last. Teardown holds it meanwhile, so a taker that opened it before
+    // sees it gone and makes a new one (`lock::try_take`); restore, undoing
+    // a failed restore of a name no registry has yet, does not need to.
     files::remove_if_exists(&d.join(lock::LOCK_FILE))?;
     let _ = std::fs::remove_dir(&d);
     Ok(())
