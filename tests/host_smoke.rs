@@ -622,3 +622,75 @@ async fn podman_loads_archives_and_reports_pull_errors() {
     let err = podman.pull(unreachable).await.unwrap_err().to_string();
     assert!(err.contains(unreachable), "{err}");
 }
+
+#[tokio::test]
+async fn systemd_restart_recovering_resets_a_failed_unit_and_starts_it_once() {
+    if skip() {
+        return;
+    }
+    let systemd = connect_systemd().await;
+    let dir = systemd::unit_dir(Scope::User).unwrap();
+    let mut cleanup = Cleanup::default();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Fails its first start only (its ExecStartPre), as a unit that lost a
+    // race with its previous container's removal would; every attempt
+    // leaves a line in its counter.
+    let flaky = format!("{}.service", unique("flaky"));
+    let always = format!("{}.service", unique("broken"));
+    cleanup.units.push(flaky.clone());
+    cleanup.units.push(always.clone());
+    let (flaky_count, always_count) = (tmp.path().join("flaky"), tmp.path().join("always"));
+    let flag = tmp.path().join("flag");
+    write_unit(
+        &dir,
+        &flaky,
+        &format!(
+            "[Unit]\nDescription=mirror-registry host test (fails once)\n\n\
+             [Service]\nExecStartPre=/bin/sh -c 'echo x >> {c}; test -e {f} || {{ touch {f}; exit 1; }}'\n\
+             ExecStart=/bin/sleep 300\n",
+            c = flaky_count.display(),
+            f = flag.display()
+        ),
+    );
+    write_unit(
+        &dir,
+        &always,
+        &format!(
+            "[Unit]\nDescription=mirror-registry host test (always fails)\n\n\
+             [Service]\nExecStartPre=/bin/sh -c 'echo x >> {c}; exit 1'\n\
+             ExecStart=/bin/sleep 300\n",
+            c = always_count.display()
+        ),
+    );
+    systemd.reload().await.unwrap();
+    let attempts = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    systemd.restart_recovering(&flaky).await.unwrap();
+    assert_eq!(systemd.unit(&flaky).await.unwrap().active_state, "active");
+    assert_eq!(
+        attempts(&flaky_count),
+        2,
+        "the failed restart, then one start"
+    );
+
+    let err = systemd
+        .restart_recovering(&always)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&always), "names the unit: {err}");
+    assert!(err.contains("'failed'"), "names the job result: {err}");
+    assert!(err.contains("after a failed restart"), "{err}");
+    assert_eq!(
+        attempts(&always_count),
+        2,
+        "one start after the restart, no more"
+    );
+    assert_eq!(systemd.unit(&always).await.unwrap().active_state, "failed");
+}

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::state::{run_as_hint, Paths, Spec};
 use super::{Error, Result, EXIT_OK};
+use crate::api::day2::human_bytes;
 use crate::api::defaults::{Resolved, Storage, Tls};
 use crate::api::Engine;
 use crate::export::{self, kube, Document, Facts, SecretFile, Target, TlsFacts};
@@ -246,16 +247,6 @@ fn used_bytes(dir: &Path) -> std::io::Result<u64> {
         }
     }
     Ok(total)
-}
-
-/// Bytes as people read them: MiB below a GiB, else GiB.
-fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if bytes < 1 << 30 {
-        format!("{:.1} MiB", b / f64::from(1u32 << 20))
-    } else {
-        format!("{:.1} GiB", b / f64::from(1u32 << 30))
-    }
 }
 
 /// Everything the export needs from the host, and notes for the user.

@@ -340,6 +340,12 @@ pub fn probe(state_dir: &Path, watch_dir: &Path) -> Option<Error> {
     })
 }
 
+/// The pid holding an exclusive flock on the file `(dev, ino)`, from
+/// `/proc/locks`.
+pub fn flock_holder(dev: u64, ino: u64) -> Option<u32> {
+    flock_writer(&std::fs::read_to_string("/proc/locks").ok()?, dev, ino)
+}
+
 fn alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }

@@ -289,6 +289,32 @@ impl Systemd {
         self.run_job(JobKind::Restart, unit).await
     }
 
+    /// Restarts `unit` like [`Systemd::restart`]; when that job fails (the
+    /// unit went to its failed state: an `ExecStartPre` that lost a race
+    /// with the previous container's removal, a start refused by the rate
+    /// limit), clears the failed state and starts it once more. An error
+    /// names the unit and the last job's result.
+    pub async fn restart_recovering(&self, unit: &str) -> Result<()> {
+        match self.restart(unit).await {
+            Err(Error::JobFailed { result, .. }) if result == "failed" => {
+                tracing::warn!(
+                    unit,
+                    "restart job failed; resetting the failed state and starting once more"
+                );
+                self.reset_failed(unit).await?;
+                match self.start(unit).await {
+                    Err(Error::JobFailed { unit, result, .. }) => Err(Error::JobFailed {
+                        op: "start (after a failed restart and reset-failed)",
+                        unit,
+                        result,
+                    }),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Stops `unit` and waits for the job. A unit the manager does not know
     /// is already stopped.
     pub async fn stop(&self, unit: &str) -> Result<()> {

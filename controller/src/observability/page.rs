@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::browse::TagInfo;
 use super::facts::View;
+use crate::api::day2::human_bytes as bytes;
 
 /// `&`, `<`, `>`, `"` and `'` escaped: text and attribute values alike.
 pub fn escape(s: &str) -> String {
@@ -81,22 +82,6 @@ fn foot(out: &mut String) {
         "<p class=\"muted\">Read at {} from the controller's state directory and each registry's API. Credentials are in each registry's credentials file: <code>mrctl credentials NAME</code>.</p></main></body></html>",
         escape(&now)
     );
-}
-
-/// Bytes in IEC units: `2.03 MiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
 }
 
 fn date(t: &time::OffsetDateTime) -> String {
@@ -454,7 +439,7 @@ mod tests {
     #[test]
     fn sizes_read_in_iec_units() {
         assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(2 * 1024 * 1024 + 31457), "2.03 MiB");
+        assert_eq!(bytes(2 * 1024 * 1024 + 31457), "2.0 MiB");
         assert_eq!(href_path("library/a b"), "library/a%20b");
     }
 }

@@ -17,6 +17,12 @@ pub const CONTAINER_PORT: u16 = 5000;
 /// pod it listens on the pod's addresses, as the registry port does.
 pub const DEBUG_PORT: u16 = 5001;
 pub const CONFIG_FILE: &str = "registry-config.yml";
+/// How long the registry lets requests in flight finish after SIGTERM (a
+/// restart: `mrctl gc` makes two) before it exits; it stops accepting new
+/// connections at once. Without it the registry exits on SIGTERM and cuts
+/// every pull in progress. Below the unit's `podman stop --time 10`, so
+/// the drain ends before podman kills.
+pub const DRAIN_TIMEOUT: &str = "5s";
 
 /// The registry's config.yml. No secrets: the htpasswd file and TLS key are
 /// mounted beside it. Refused when a value cannot be a YAML scalar.
@@ -54,6 +60,7 @@ storage:
     blobdescriptor: inmemory
 {maintenance}http:
   addr: :{CONTAINER_PORT}
+  draintimeout: {DRAIN_TIMEOUT}
   host: {endpoint}
   tls:
     certificate: /certs/tls.crt

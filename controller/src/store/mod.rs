@@ -8,6 +8,7 @@
 //! | `events.jsonl` | [`events`] | appended with `status.yaml` | `mrctl describe` |
 //! | `retained.json` | [`retained`] | a Retain teardown | the next reconcile of the same name and root |
 //! | `maintenance.json`, `gc.json` | [`maintenance`] | `mrctl gc` and `backup` | the reconcile (read-only config, `status.storage`) |
+//! | `.lock` | [`lock`] | flocked by each reconcile and teardown, and by `mrctl gc` | (nobody reads it) |
 //!
 //! Beside them, [`index`] (which spec file in the watch directory holds
 //! which name, so both sides resolve names the same way) and [`claims`]
@@ -18,6 +19,7 @@
 pub mod claims;
 pub mod events;
 pub mod index;
+pub mod lock;
 pub mod maintenance;
 pub mod record;
 pub mod retained;
@@ -36,6 +38,13 @@ pub enum Error {
     /// Nothing is written: an empty record would read as "nothing created".
     #[error("cannot serialise {path}: {message}")]
     Serialise { path: PathBuf, message: String },
+    #[error("cannot {op} the registry's lock {}: {source}", path.display())]
+    Lock {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The directory of one registry's files.
@@ -83,6 +92,10 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), Error> {
     files::remove_if_exists(&d.join(status::STATUS_FILE))?;
     files::remove_if_exists(&d.join(events::EVENTS_FILE))?;
     files::remove_if_exists(&d.join(maintenance::GC_FILE))?;
+    // Last. Teardown holds it meanwhile, so a taker that opened it before
+    // sees it gone and makes a new one (`lock::try_take`); restore, undoing
+    // a failed restore of a name no registry has yet, does not need to.
+    files::remove_if_exists(&d.join(lock::LOCK_FILE))?;
     let _ = std::fs::remove_dir(&d);
     Ok(())
 }

@@ -85,6 +85,10 @@ pub async fn run(paths: &Paths, a: Args) -> Result<i32> {
         return Ok(super::super::EXIT_OK);
     }
 
+    // Held to the end of this function, both restarts included: the
+    // controller's reconcile of this registry waits meanwhile, so neither
+    // restarts the unit or records what it runs while the other is half-way.
+    let _held = lock(paths, &r, a.timeout).await?;
     maintenance::take(&paths.state_dir, &r.name, "garbage collection", true)
         .map_err(Error::Failed)?;
     let systemd = Systemd::connect(paths.scope).await?;
@@ -125,6 +129,30 @@ pub async fn run(paths: &Paths, a: Args) -> Result<i32> {
         human_bytes(after)
     );
     Ok(super::super::EXIT_OK)
+}
+
+/// The registry's lock (`store::lock`), waiting up to `timeout` for the
+/// controller's reconcile of it to end.
+async fn lock(paths: &Paths, r: &Resolved, timeout: Duration) -> Result<store::lock::Held> {
+    let held = store::lock::take(&paths.state_dir, &r.name, timeout, |pid| {
+        let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        outln!(
+            "mirrorregistry/{}: waiting for the controller's reconcile of it{by} to end",
+            r.name
+        );
+    })
+    .await?;
+    held.ok_or_else(|| {
+        let by = store::lock::holder(&paths.state_dir, &r.name)
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        Error::Failed(format!(
+            "mirrorregistry/{}: still busy after {}: another process{by} holds {}; nothing collected",
+            r.name,
+            humantime::format_duration(timeout),
+            store::lock::path(&paths.state_dir, &r.name).display()
+        ))
+    })
 }
 
 /// Read-only, checked; the collector's dry run checked against the tags;

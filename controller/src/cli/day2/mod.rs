@@ -53,7 +53,7 @@ async fn set_read_only(
         .ok_or_else(|| Error::Failed(format!("{}: no registry config rendered", r.name)))?;
     files::write_if_changed(&config.path, config.content.as_bytes(), config.mode)?;
     let unit = naming::unit(&r.name, distribution::COMPONENT);
-    systemd.restart(&unit).await?;
+    systemd.restart_recovering(&unit).await?;
     started_with(paths, r, &desired, &unit)?;
     wait_serving(r, timeout).await
 }
