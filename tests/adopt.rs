@@ -359,8 +359,27 @@ fn adopts_a_registry_the_original_installed() {
         "systemctl",
         &["--user", "enable", UNITS[0], UNITS[1], UNITS[2]],
     );
+    // One at a time, each up before the next, as the original's playbook
+    // starts them: its pod unit is Type=simple, so systemd calls it started
+    // before `podman pod create` is done, and a container started then
+    // fails and is started again by Restart=always 30 s later, which could
+    // fall in the middle of the adopt and be counted as its restart.
+    let up = |u: &str| -> bool {
+        match u {
+            "quay-pod.service" => sh("podman", &["pod", "exists", "quay-pod"])
+                .status
+                .success(),
+            _ => {
+                let c = u.trim_end_matches(".service");
+                sh("podman", &["inspect", "--format", "{{.State.Running}}", c]).stdout == b"true\n"
+            }
+        }
+    };
     for u in UNITS {
         sh_ok("systemctl", &["--user", "restart", u]);
+        wait_for(Duration::from_secs(60), &format!("{u} up"), || {
+            (unit_active(u) == "active" && up(u)).then_some(())
+        });
     }
     let ca = root.join("quay-rootCA/rootCA.pem");
     let t = Instant::now();
