@@ -145,7 +145,9 @@ TRACKED = {"names": set(), "ports": set()}
 
 def cleanup(names, ports=()):
     """Removes every unit, container, pod, volume and trust entry of names."""
+    # Copies: the sets passed may be TRACKED's own, which this empties.
     names = sorted(set(names))
+    ports = sorted(set(ports))
     if not names and not ports:
         return
     units = [f"{n}-{u}.service" for n in names for u in ("pod", "registry", "app", "redis")]
@@ -1115,7 +1117,8 @@ def machine():
     )
 
 
-SECTIONS = ["Convergence", "No-op reconcile", "Idle", "Drift repair", "Scale", "Image archive", "Data plane", "Quay engine (stand-in)"]
+SECTIONS = ["Convergence", "No-op reconcile", "Idle", "Drift repair", "Scale", "Image archive", "Data plane",
+            "Quay engine (stand-in)", "Day two"]
 
 
 def table(R):
