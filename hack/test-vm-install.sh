@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The original's install paths in a booted guest (hack/vm/install-paths.sh,
-# run by hack/test-vm.sh as tests I1 and I2): from an unpacked bundle on this
+# run by hack/test-vm.sh as tests I1, I3 and I2): from an unpacked bundle on this
 # host, `mrctl install --targetHostname 127.0.0.1:SSHPORT --targetUsername
 # root -k KEY` after bad input (each a clear error, nothing left on the
 # target), push with TLS verified through the CA mrctl saved, upgrade keeping
@@ -11,4 +11,4 @@
 # (as root).
 set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
-exec hack/test-vm.sh --debian "${MIRROR_REGISTRY_VM_DEBIAN:-13}" --tests I1,I2 "$@"
+exec hack/test-vm.sh --debian "${MIRROR_REGISTRY_VM_DEBIAN:-13}" --tests I1,I3,I2 "$@"

@@ -21,10 +21,10 @@
 # Usage: hack/test-vm.sh [--debian 12|13|both] [--tests ID,ID,...]
 #   (as root; hack/test.sh runs it beside cargo test)
 #   --debian     which guest (default: MIRROR_REGISTRY_VM_DEBIAN, else both)
-#   --tests      only these tests (IDs as printed: T1 ... T8, M1, I1, I2),
-#                on every guest chosen; T2-T8 need T1 before them, T3 and T7
-#                need T2; I1 and I2 need none (I2, the offline boot, runs
-#                last whatever the order given).
+#   --tests      only these tests (IDs as printed: T1 ... T8, M1, I1-I3),
+#                on every guest chosen, in the script's order; T2-T8 need T1
+#                or I1 before them (T3 and T7 need T1 and T2), I3 needs I1;
+#                I2, the offline boot, runs last.
 # MIRROR_REGISTRY_VM_KEEP=1 keeps the run directories (guest disk, serial log).
 # MIRROR_REGISTRY_VM_PROFILE=dev puts the binaries `cargo test` already built
 # into the guest instead of a release build (hack/test.sh does, to keep CI
@@ -63,16 +63,18 @@ RESULTS=()
 MEASURES=()
 FAILED=0
 T_START=$(vm_now)
-# Which tests each guest runs; both lists together are CI's budget.
-# Debian 12 runs every test but M1 (a figure for docs/benchmarks.md, by
-# hand: --tests T1,M1). Debian 13 runs what podman 5 answers differently
-# (install and its pod, push and pull, drift through events, the quay
-# engine's archive load and pod, uninstall) and the original's install
-# paths (I1 over ssh, I2 offline), and leaves the reboots (T3), StrictModes
-# (T4) and up.sh (T8) to Debian 12: none of them talks to podman's API in a
-# way the version changes (T3 passed on Debian 13 when run by hand).
-TESTS_12="T1 T2 T3 T4 T5 T6 T7 T8"
-TESTS_13="T1 T2 T5 T6 T7 I1 I2"
+# Which tests each guest runs; both lists together are CI's budget, and each
+# test runs on one guest only where it says the same thing on both.
+# Debian 12: install with nothing set, push and pull, the reboots,
+# StrictModes, uninstall and up.sh (M1 is a figure for docs/benchmarks.md,
+# by hand: --tests T1,M1). Debian 13 (podman 5): the original's install
+# paths (I1 install over ssh, I3 upgrade and uninstall over ssh, I2 the
+# offline boot), and between I1 and I3, on the registry I1 installed, drift
+# repair through podman's events (T5) and the quay engine's archive load
+# and pod (T6). By hand, every test passes on both (T3 on Debian 13:
+# --debian 13 --tests T1,T2,T3).
+TESTS_12="T1 T2 T3 T4 T7 T8"
+TESTS_13="I1 T5 T6 I3 I2"
 ONLY=
 # The guest being tested, as results and figures name it.
 GUEST=
@@ -539,7 +541,13 @@ EOF
 }
 
 t5_drift() {
-    g NAME="$NAME" PORT="$REG_PORT" ROOT="$ROOT" TIMEOUT="$REPAIR_TIMEOUT" <<'EOF'
+    # On the registry I1 installed over ssh when there is one (its name, the
+    # default root), else on T1's.
+    local name=$NAME root=$ROOT
+    if [[ $IP_INSTALLED == 1 ]]; then
+        name=$IP_NAME root=/var/lib/mirror-registry/$IP_NAME
+    fi
+    g NAME="$name" PORT="$REG_PORT" ROOT="$root" TIMEOUT="$REPAIR_TIMEOUT" <<'EOF'
 inv=$(unit_prop "$NAME-registry" InvocationID)
 t0=$(now)
 systemctl stop "$NAME-registry.service"
@@ -720,7 +728,7 @@ guest() {
     GUEST="Debian $VM_DEBIAN (podman $(sed -n 's/^podman \([0-9.]*\).*$/\1/p' "$VM_IMAGE/manifest.txt"))"
     measure "guest image in place or built" "$(vm_since "$t0")"
     cp -a -- "$PAYLOAD/." "$(vm_payload)/"
-    if [[ " $SELECTED " == *" I1 "* || " $SELECTED " == *" I2 "* ]]; then
+    if [[ " $SELECTED " == *" I"[123]" "* ]]; then
         ip_payload "$(vm_payload)" "$BIN_DIR"
     fi
     # cp -a gave it the mode of the (private) directory it came from.
@@ -744,16 +752,18 @@ guest() {
     # The release, installed as a user unpacks one.
     vm_ssh 'install -m 0755 /mnt/payload/bin/mrctl /mnt/payload/bin/mirror-registry-controller /usr/local/bin/'
 
+    IP_INSTALLED=0
     run_test T1 "mrctl install in system scope, nothing set" t1_install
     run_test T2 "from this host: login, push, pull back the same digest (TLS verified)" t2_push_pull
     run_test T3 "systemctl reboot and a hard reset" t3_reboots
     run_test T4 "StrictModes: refused spec files, the running registry untouched" t4_strict_modes
+    run_test I1 "the original's install over ssh: bad input, install, push from this host" ip_ssh_install
     run_test T5 "drift repaired: systemctl stop, podman rm -f" t5_drift
     run_test M1 "measure: spec dropped to Ready" t_drop
     run_test T6 "the quay engine with the stand-in, Ready with its initial user" t6_quay
+    run_test I3 "the original's upgrade and uninstall over ssh" ip_ssh_upgrade
     run_test T7 "mrctl uninstall keeps data; --autoApprove deletes it" t7_uninstall
     run_test T8 "hack/up.sh installs in system scope" t8_up
-    run_test I1 "the original's install paths over ssh: bad input, install, push, upgrade, uninstall" ip_ssh
     # Last: the guest powers itself off after it.
     run_test I2 "offline: no network device, ./mrctl install from the unpacked bundle" ip_offline
 

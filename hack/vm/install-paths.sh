@@ -8,14 +8,16 @@
 #                      registry image and another controller binary, for
 #                      upgrade), and the offline boot's script, in DIR (the
 #                      payload, sealed at the first boot)
-#   ip_ssh             with the guest up: bad input (a missing file, a wrong
+#   ip_ssh_install     with the guest up: bad input (a missing file, a wrong
 #                      key, an unknown host key, a user without root rights,
 #                      a closed port, a host that does not answer, a target
 #                      without podman), each refused with nothing left on the
 #                      target; then install over ssh from the unpacked
-#                      bundle, login and push from this host with TLS
-#                      verified through the CA mrctl saved, upgrade keeping
-#                      data and credentials, uninstall
+#                      bundle (registry $IP_NAME on the forwarded port
+#                      REG_PORT), login and push from this host with TLS
+#                      verified through the CA mrctl saved
+#   ip_ssh_upgrade     then (other tests may use that registry in between):
+#                      upgrade keeping data and credentials, uninstall
 #   ip_offline         powers the guest off and boots it with no network
 #                      device at all: a one-shot unit unpacks the bundle and
 #                      runs `./mrctl install`, which loads the archive
@@ -23,7 +25,9 @@
 #   ip_cleanup         what ip_ssh changed on this host (known_hosts, the
 #                      saved CA); the caller's exit path runs it
 
-IP_NAME=quay
+# Not quay: T6's quay engine registry runs beside it.
+IP_NAME=remote
+IP_INSTALLED=0
 IP_OFFLINE_TIMEOUT=1500
 IP_REGISTRY=localhost/mirror-registry/distribution:2.8
 IP_REGISTRY_NEXT=docker.io/library/registry:2
@@ -97,7 +101,7 @@ ip_payload() {
     chmod 0755 "$p/offline-install.sh"
 }
 
-ip_ssh() {
+ip_ssh_install() {
     local key=$VM_RUN/id_ed25519 t0
     # ip_cleanup removes the entry again.
     KNOWN="[127.0.0.1]:$VM_SSH_PORT"
@@ -140,7 +144,7 @@ ip_ssh() {
     fi
     sed 's/\(Password: *\).*/\1(printed)/' "$VM_RUN/install.out" | sed 's/^/      | /'
     measure "install over ssh: copy, install, Ready" "$(vm_since "$t0")"
-    local ca=/etc/containers/certs.d/localhost:$REG_PORT/ca.crt user pw auth=$VM_RUN/auth.json
+    local ca=/etc/containers/certs.d/localhost:$REG_PORT/ca.crt user pw auth=$VM_RUN/ip-auth.json
     [[ -f $ca ]] && ok "CA saved to $ca" || not_ok "no CA at $ca"
     user=$(sed -n 's/^ *Username: *//p' "$VM_RUN/install.out")
     pw=$(sed -n 's/^ *Password: *//p' "$VM_RUN/install.out")
@@ -157,7 +161,19 @@ ip_ssh() {
         not_ok "push: $(cat "$VM_RUN/push.err")"
     fi
     measure "push from this host (TLS verified)" "$(vm_since "$t0")"
+    # The registry stays for the tests between this and ip_ssh_upgrade.
+    [[ $FAILED == 0 ]] && IP_INSTALLED=1
+    return 0
+}
 
+ip_ssh_upgrade() {
+    local key=$VM_RUN/id_ed25519 t0 auth=$VM_RUN/ip-auth.json
+    KNOWN="[127.0.0.1]:$VM_SSH_PORT"
+    [[ $IP_CLEAN == 1 ]] || {
+        trust_guest
+        IP_CLEAN=1
+    }
+    local target=(--targetHostname "127.0.0.1:$VM_SSH_PORT" --targetUsername root)
     step "upgrade over ssh to another image (the bundle's, found beside mrctl)"
     local pid_before pid_after unit=mirror-registry-controller.service
     pid_before=$(vm_ssh "systemctl show -p MainPID --value $unit")
@@ -200,6 +216,16 @@ ip_ssh() {
         ok "its units are gone"
     else
         not_ok "units left"
+    fi
+    if [[ -z $(vm_ssh "podman pod ps -q --filter name=^$IP_NAME-pod\$; podman ps -aq --filter label=io.mirrorregistry.owner=$IP_NAME") ]]; then
+        ok "its pod and containers are gone"
+    else
+        not_ok "its pod or containers are left"
+    fi
+    if vm_ssh "podman volume exists $IP_NAME-storage"; then
+        ok "its data kept (volume $IP_NAME-storage; no --autoApprove)"
+    else
+        not_ok "volume $IP_NAME-storage is gone"
     fi
     measure "uninstall over ssh" "$(vm_since "$t0")"
     rm -rf "/etc/containers/certs.d/localhost:$REG_PORT"
