@@ -299,14 +299,17 @@ fn a_unit_never_replaces_a_foreign_container() {
     podman_ok(&["run", "-d", "--name", &ctr, TEST_IMAGE, "sleep", "600"]);
     let before = podman_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &ctr]);
     // systemd starts it (as Restart=always or a boot would): the run fails.
+    // A Type=simple unit reads active until `podman run` has failed, which
+    // takes a while on a loaded host: wait for that, not a fixed time.
     let _ = sh("systemctl", &["--user", "start", &unit]);
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for(Duration::from_secs(60), "the unit's run to fail", || {
+        (unit_active(&unit) != "active").then_some(())
+    });
     assert_eq!(
         podman_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &ctr]),
         before,
         "the foreign container was neither replaced nor restarted"
     );
-    assert_ne!(unit_active(&unit), "active");
     // Stopping the unit leaves it alone as well.
     let _ = sh("systemctl", &["--user", "stop", &unit]);
     assert!(exists("container", &ctr), "ExecStop/ExecStopPost spared it");
