@@ -134,18 +134,17 @@ pub async fn run(paths: &Paths, a: Args) -> Result<i32> {
 /// The registry's lock (`store::lock`), waiting up to `timeout` for the
 /// controller's reconcile of it to end.
 async fn lock(paths: &Paths, r: &Resolved, timeout: Duration) -> Result<store::lock::Held> {
+    let by = |pid: Option<u32>| pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
     let held = store::lock::take(&paths.state_dir, &r.name, timeout, |pid| {
-        let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
         outln!(
-            "mirrorregistry/{}: waiting for the controller's reconcile of it{by} to end",
-            r.name
+            "mirrorregistry/{}: waiting for the controller's reconcile of it{} to end",
+            r.name,
+            by(pid)
         );
     })
     .await?;
     held.ok_or_else(|| {
-        let by = store::lock::holder(&paths.state_dir, &r.name)
-            .map(|p| format!(" (pid {p})"))
-            .unwrap_or_default();
+        let by = by(store::lock::holder(&paths.state_dir, &r.name));
         Error::Failed(format!(
             "mirrorregistry/{}: still busy after {}: another process{by} holds {}; nothing collected",
             r.name,
