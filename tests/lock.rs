@@ -120,6 +120,11 @@ fn a_second_controller_refuses_and_the_first_keeps_its_registries() {
     // 1. The same directories.
     let (code, err, ran) = run_bounded(&lab.controller_args(&[]), bound);
     assert_eq!(code, Some(EXIT_LOCKED), "{err}");
+    // Its stderr is a pipe here, as the journal is under systemd: no colours.
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in a piped log: {err:?}"
+    );
     assert!(
         err.contains(&format!("{held_state}; refusing to start")),
         "{err}"
