@@ -21,10 +21,12 @@
 # Usage: hack/test-vm.sh [--debian 12|13|both] [--tests ID,ID,...]
 #   (as root; hack/test.sh runs it beside cargo test)
 #   --debian     which guest (default: MIRROR_REGISTRY_VM_DEBIAN, else both)
-#   --tests      only these tests (IDs as printed: T1 ... T8, M1, I1-I3),
-#                on every guest chosen, in the script's order; T2-T8 need T1
-#                or I1 before them (T3 and T7 need T1 and T2), I3 needs I1;
-#                I2, the offline boot, runs last.
+#   --tests      only these tests (IDs as printed: T1 ... T8, M1, I1-I3, Q1),
+#                on every guest chosen, in the script's order; T2-T8 and Q1
+#                need T1 or I1 before them (T3 and T7 need T1 and T2), I3
+#                needs I1; I2, the offline boot, runs last. Q1, the quay
+#                engine against a real Quay image, is by hand only
+#                (hack/vm/real-quay.sh says how).
 # MIRROR_REGISTRY_VM_KEEP=1 keeps the run directories (guest disk, serial log).
 # MIRROR_REGISTRY_VM_PROFILE=dev puts the binaries `cargo test` already built
 # into the guest instead of a release build (hack/test.sh does, to keep CI
@@ -38,6 +40,8 @@ cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 . hack/vm/lib.sh
 # shellcheck source=hack/vm/install-paths.sh
 . hack/vm/install-paths.sh
+# shellcheck source=hack/vm/real-quay.sh
+. hack/vm/real-quay.sh
 
 NAME=mirror
 SPEC=/etc/mirror-registry/$NAME.yaml
@@ -649,6 +653,8 @@ check "quay's units are gone" bash -c '! ls /etc/systemd/system/quay-* 2>/dev/nu
 EOF
 }
 
+q1_real_quay() { rq_real_quay "$(vm_port 1)"; }
+
 t7_uninstall() {
     local out
     g NAME="$NAME" PORT="$REG_PORT" ROOT="$ROOT" SPEC="$SPEC" <<'EOF' || return 1
@@ -731,9 +737,13 @@ guest() {
     if [[ " $SELECTED " == *" I"[123]" "* ]]; then
         ip_payload "$(vm_payload)" "$BIN_DIR"
     fi
+    if [[ " $SELECTED " == *" Q1 "* ]]; then
+        rq_payload "$(vm_payload)"
+    fi
     # cp -a gave it the mode of the (private) directory it came from.
     chmod 0755 -- "$(vm_payload)"
     vm_forward
+    [[ " $SELECTED " != *" Q1 "* ]] || vm_forward
     step "$GUEST: boot"
     vm_boot
     REG_PORT=$(vm_port 0)
@@ -761,6 +771,7 @@ guest() {
     run_test T5 "drift repaired: systemctl stop, podman rm -f" t5_drift
     run_test M1 "measure: spec dropped to Ready" t_drop
     run_test T6 "the quay engine with the stand-in, Ready with its initial user" t6_quay
+    run_test Q1 "the quay engine against real Quay ($RQ_IMAGE)" q1_real_quay
     run_test I3 "the original's upgrade and uninstall over ssh" ip_ssh_upgrade
     run_test T7 "mrctl uninstall keeps data; --autoApprove deletes it" t7_uninstall
     run_test T8 "hack/up.sh installs in system scope" t8_up
