@@ -743,11 +743,7 @@ def fig_auth(lab, R, runs, requests=200):
     import http.client
     ctl, name, port = converge_controller_once(lab, [], [])
     try:
-        creds = {}
-        for line in (lab.root(name) / "secrets" / "init-credentials").read_text().splitlines():
-            k, _, v = line.partition(":")
-            creds[k.strip()] = v.strip().strip("'\"")
-        token = base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()
+        token = base64.b64encode(":".join(init_credentials(lab.root(name))).encode()).decode()
         ctx = ssl.create_default_context(cafile=str(lab.root(name) / "tls" / "ca.crt"))
         auth_ms, anon_ms, diffs = [], [], []
         for _ in range(runs):
@@ -877,11 +873,7 @@ def fig_throughput(lab, R, runs, big_mb=1024, big_layers=50, small=300, small_pa
     base = lab.fresh("tp")
     bare = None
     try:
-        creds = {}
-        for line in (lab.root(name) / "secrets" / "init-credentials").read_text().splitlines():
-            k, _, v = line.partition(":")
-            creds[k.strip()] = v.strip().strip("'\"")
-        user, pw = creds["username"], creds["password"]
+        user, pw = init_credentials(lab.root(name))
         tls_dir = lab.root(name) / "tls"
         certs = base / "certs"
         certs.mkdir()
@@ -903,10 +895,15 @@ def fig_throughput(lab, R, runs, big_mb=1024, big_layers=50, small=300, small_pa
             order = list(targets.items()) if run % 2 == 0 else list(targets.items())[::-1]
             for t, p in order:
                 dest = f"docker://localhost:{p}/bench/big:{run}"
+                # Each timed step starts with nothing dirty in the page
+                # cache: otherwise the previous target's gigabyte is written
+                # back during this one's step, and the disk decides the ratio.
+                os.sync()
                 t0 = time.monotonic()
                 sh(["skopeo", "--command-timeout", "600s", "copy", "--quiet", *cred, f"oci:{layout}:big", dest], timeout=900)
                 secs["big push"][t].append(time.monotonic() - t0)
                 out = base / f"pulled-{t}-{run}"
+                os.sync()
                 t0 = time.monotonic()
                 sh(["skopeo", "--command-timeout", "600s", "copy", "--quiet", "--src-creds", f"{user}:{pw}",
                     "--src-cert-dir", str(certs), dest, f"dir:{out}"], timeout=900)
@@ -916,6 +913,7 @@ def fig_throughput(lab, R, runs, big_mb=1024, big_layers=50, small=300, small_pa
                 def push(i, p=p):
                     sh(["skopeo", "--command-timeout", "300s", "copy", "--quiet", *cred, f"oci:{layout}:s{i}",
                         f"docker://localhost:{p}/bench/small{i}:{run}"], timeout=600)
+                os.sync()
                 t0 = time.monotonic()
                 with ThreadPoolExecutor(small_parallel) as ex:
                     list(ex.map(push, range(small)))
@@ -965,11 +963,7 @@ def fig_day2(lab, R, runs, store_mb=1024, layers=32, garbage_mb=64):
         # The default root (per name), so a restore under another name has its own.
         drop(base / "watch", name, lab.spec(name, port).replace(f"  root: {lab.root(name)}\n", ""))
         wait_until(lambda: phase_of(spec_path) == "Ready", 120, f"{name} Ready")
-        creds = {}
-        for line in (root / "secrets" / "init-credentials").read_text().splitlines():
-            k, _, v = line.partition(":")
-            creds[k.strip()] = v.strip().strip("'\"")
-        user, pw = creds["username"], creds["password"]
+        user, pw = init_credentials(root)
         ca = str(root / "tls" / "ca.crt")
         certs = base / "certs"
         certs.mkdir()
@@ -1062,14 +1056,22 @@ def fig_day2(lab, R, runs, store_mb=1024, layers=32, garbage_mb=64):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def fig_quay(lab, R, runs):
-    """The quay engine, with the Quay stand-in, Debian's Redis and a local
-    pause image: spec dropped to Ready (which includes the initial user
-    created through the stand-in's API)."""
+def quay_spec(lab, name, port, hostname, image):
+    """A quay engine spec with Debian's Redis and the local pause image."""
     redis = sh(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}",
                 "localhost/mirror-registry/redis"]).stdout.split()
     if not redis:
         sys.exit("no localhost/mirror-registry/redis image: run hack/setup-host.sh")
+    return lab.spec(name, port).replace("engine: distribution", "engine: quay").replace(
+        "hostname: localhost", f"hostname: {hostname}") + (
+        f"  images:\n    quay: {image}\n"
+        f"    redis: {redis[0]}\n    pause: localhost/mirror-registry/pause:latest\n")
+
+
+def fig_quay(lab, R, runs):
+    """The quay engine, with the Quay stand-in, Debian's Redis and a local
+    pause image: spec dropped to Ready (which includes the initial user
+    created through the stand-in's API)."""
     times = []
     for _ in range(runs):
         base = lab.fresh("quay")
@@ -1078,10 +1080,7 @@ def fig_quay(lab, R, runs):
         spec = base / "watch" / f"{name}.yaml"
         try:
             # Not localhost: Quay named localhost:PORT is never healthy (docs/quay.md).
-            text = lab.spec(name, port).replace("engine: distribution", "engine: quay").replace(
-                "hostname: localhost", "hostname: quay.bench.test") + (
-                "  images:\n    quay: localhost/mirror-registry/quay-standin:latest\n"
-                f"    redis: {redis[0]}\n    pause: localhost/mirror-registry/pause:latest\n")
+            text = quay_spec(lab, name, port, "quay.bench.test", "localhost/mirror-registry/quay-standin:latest")
             t0 = time.monotonic()
             drop(base / "watch", name, text)
             wait_until(lambda: phase_of(spec) == "Ready", 120, f"{name} Ready")
@@ -1090,6 +1089,78 @@ def fig_quay(lab, R, runs):
             ctl.stop()
             cleanup([name], [port])
     R.add("Quay engine (stand-in)", "spec dropped -> Ready, initial user created", times, "s")
+
+
+def login_push(host, port, ca, user, password, tag):
+    """`podman login` with the generated credentials (on stdin, never the
+    command line) and the generated CA, then `podman push` of the test
+    image: the first thing a user does with a new registry. Seconds."""
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-login-") as d:
+        certs = Path(d) / "certs"
+        certs.mkdir()
+        shutil.copy(ca, certs / "ca.crt")
+        auth = ["--authfile", str(Path(d) / "auth.json")]
+        t0 = time.monotonic()
+        sh(["podman", "login", *auth, "--cert-dir", certs, "--username", user, "--password-stdin",
+            f"{host}:{port}"], input=password, timeout=300)
+        sh(["podman", "push", "--quiet", *auth, "--cert-dir", certs, "localhost/mirror-registry/testimage:latest",
+            f"docker://{host}:{port}/{user}/testimage:{tag}"], timeout=600)
+        return time.monotonic() - t0
+
+
+def init_credentials(root):
+    creds = {}
+    for line in (root / "secrets" / "init-credentials").read_text().splitlines():
+        k, _, v = line.partition(":")
+        creds[k.strip()] = v.strip().strip("'\"")
+    return creds["username"], creds["password"]
+
+
+def fig_quay_real(lab, R, image, runs):
+    """The quay engine with a real Quay image (--quay-image: none can be
+    pulled here, so one built from Quay's source, docs/quay.md): spec
+    dropped -> Ready (Quay's /health/instance, the initial user created
+    through its API), then `podman login` + `podman push` of one image; the
+    same login and push against the distribution engine in the same run.
+    Quay checks and redirects to its own name, so the spec names this
+    host, which must resolve here."""
+    host = socket.gethostname()
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        sys.exit(f"--quay-image: this host's name {host!r} does not resolve; add it to /etc/hosts")
+    ready, quay_push, dist_push = [], [], []
+    for run in range(runs):
+        base = lab.fresh("quayreal")
+        name, port = lab.name("r"), lab.port()
+        ctl = Controller(base).start()
+        spec = base / "watch" / f"{name}.yaml"
+        try:
+            text = quay_spec(lab, name, port, host, image)
+            t0 = time.monotonic()
+            drop(base / "watch", name, text)
+            # Real Quay migrates its database and starts some forty
+            # processes first: minutes on a small host.
+            wait_until(lambda: phase_of(spec) == "Ready", 1800, f"{name} Ready")
+            ready.append(time.monotonic() - t0)
+            user, pw = init_credentials(lab.root(name))
+            quay_push.append(login_push(host, port, lab.root(name) / "tls" / "ca.crt", user, pw, f"r{run}"))
+        finally:
+            ctl.stop()
+            cleanup([name], [port])
+        dctl, dname, dport = converge_controller_once(lab, [], [])
+        try:
+            user, pw = init_credentials(lab.root(dname))
+            dist_push.append(login_push("localhost", dport, lab.root(dname) / "tls" / "ca.crt", user, pw, f"r{run}"))
+        finally:
+            dctl.stop()
+            cleanup([dname], [dport])
+        log(f"  real quay run {run + 1}: Ready {ready[-1]:.1f} s, login + push {quay_push[-1]:.1f} s "
+            f"(distribution engine {dist_push[-1]:.1f} s)")
+    sec = "Quay engine (real Quay)"
+    R.add(sec, f"spec dropped -> Ready, initial user created ({image})", ready, "s", fmt="{:.1f}")
+    R.add(sec, "podman login + push of one image (2 MiB)", quay_push, "s")
+    R.add(sec, "the same login + push, distribution engine, same run", dist_push, "s")
 
 
 def machine():
@@ -1118,7 +1189,7 @@ def machine():
 
 
 SECTIONS = ["Convergence", "No-op reconcile", "Idle", "Drift repair", "Scale", "Image archive", "Data plane",
-            "Quay engine (stand-in)", "Day two"]
+            "Quay engine (stand-in)", "Quay engine (real Quay)", "Day two"]
 
 
 def table(R):
@@ -1289,6 +1360,22 @@ Targets missed: {', '.join(misses) if misses else 'none'}.
    watch and state directory under a new name (a new root and volume, as
    on another host; it reads the file twice) against `tar -xf` of tar's
    own file into an empty directory. The page cache is warm for both.
+8. **Data plane.** Authenticated and unauthenticated `GET /v2/` to our
+   registry, interleaved on two kept-alive TLS connections. Push and pull
+   with skopeo, against ours and, in the same run, the same registry binary
+   started by hand on the host's loopback with the same TLS pair and an
+   htpasswd of cost 5 (the bare binary): one 1 GiB image of 50 random
+   layers, pushed and pulled back; 300 images of a shared 2 MiB layer and a
+   unique 1 MiB one, 8 pushed at a time. Fresh layers every run; which target goes first
+   alternates; each timed step starts after `sync`, so that one target's
+   writeback does not land in the other's step. The ratio is bare time
+   over ours, per run.
+9. **Quay engine.** With the stand-in: spec dropped to Ready, which
+   includes the initial user created through its API. With a real Quay
+   image (`--quay-image`, by hand: none can be pulled here; docs/quay.md):
+   the same, then `podman login` (credentials on stdin, the generated CA)
+   and `podman push` of a 2 MiB image, and the same login and push against
+   the distribution engine in the same run.
 
 ## Reconcile lines seen
 
@@ -1313,6 +1400,8 @@ def main():
     ap.add_argument("--blob-mb", type=int, default=64, help="size of the archive image's unique layer")
     ap.add_argument("--scale", default="1,5,20", help="registry counts for the scale figure")
     ap.add_argument("--only", default="", help="comma list of: convergence,noop,idle,drift,scale,archive,auth,throughput,quay,day2")
+    ap.add_argument("--quay-image", default="", help="a real Quay image in podman's storage: adds the real-Quay figures")
+    ap.add_argument("--quay-runs", type=int, default=1, help="runs of the real-Quay figures (minutes each)")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="'-' to write no file")
     args = ap.parse_args()
     want = set(filter(None, args.only.split(","))) or {"convergence", "noop", "idle", "drift", "scale", "archive", "auth", "throughput", "quay", "day2"}
@@ -1345,6 +1434,8 @@ def main():
         fig_auth(lab, R, args.runs)
     if "quay" in want:
         fig_quay(lab, R, args.runs)
+        if args.quay_image:
+            fig_quay_real(lab, R, args.quay_image, args.quay_runs)
     if "throughput" in want:
         fig_throughput(lab, R, args.throughput_runs)
     if "day2" in want:
