@@ -287,16 +287,13 @@ fn https_code(ca: &Path, port: u16, method: &str, path: &str, body: Option<&str>
 /// instant asked), so it only narrows the query and the times are compared
 /// here, to the nanosecond.
 fn starts(name: &str, since: SystemTime) -> usize {
-    let since_ns = since.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let since = since.duration_since(UNIX_EPOCH).unwrap();
     sh_ok(
         "podman",
         &[
             "events",
             "--since",
-            &format!(
-                "{}",
-                since.duration_since(UNIX_EPOCH).unwrap().as_secs() - 5
-            ),
+            &format!("{}", since.as_secs() - 5),
             "--stream=false",
             "--filter",
             "event=start",
@@ -306,7 +303,7 @@ fn starts(name: &str, since: SystemTime) -> usize {
     )
     .lines()
     .filter_map(|l| l.trim().split_once(' '))
-    .filter(|(n, t)| *n == name && t.parse::<u128>().is_ok_and(|t| t >= since_ns))
+    .filter(|(n, t)| *n == name && t.parse::<u128>().is_ok_and(|t| t >= since.as_nanos()))
     .count()
 }
 

@@ -98,6 +98,15 @@ def probe(port, cafile, host="localhost"):
         return None
 
 
+def init_credentials(root):
+    """(username, password) from a registry's `secrets/init-credentials`."""
+    creds = {}
+    for line in (root / "secrets" / "init-credentials").read_text().splitlines():
+        k, _, v = line.partition(":")
+        creds[k.strip()] = v.strip().strip("'\"")
+    return creds["username"], creds["password"]
+
+
 PHASE = re.compile(rb"^status:\n(?:[ \t].*\n)*?  phase: (\w+)", re.M)
 
 
@@ -1121,14 +1130,6 @@ def login_push(host, port, ca, user, password, tag):
         sh(["podman", "push", "--quiet", *auth, "--cert-dir", certs, "localhost/mirror-registry/testimage:latest",
             f"docker://{host}:{port}/{user}/testimage:{tag}"], timeout=600)
         return time.monotonic() - t0
-
-
-def init_credentials(root):
-    creds = {}
-    for line in (root / "secrets" / "init-credentials").read_text().splitlines():
-        k, _, v = line.partition(":")
-        creds[k.strip()] = v.strip().strip("'\"")
-    return creds["username"], creds["password"]
 
 
 def fig_quay_real(lab, R, image, runs):
