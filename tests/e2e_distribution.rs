@@ -87,6 +87,39 @@ fn spec_file_to_registry_and_back() {
     }
     let trust = format!("/etc/containers/certs.d/localhost:{port}/ca.crt");
     assert_eq!(std::fs::read(&trust).unwrap(), std::fs::read(&ca).unwrap());
+    // The pod on a network of its own, labelled as the registry's, whose
+    // MTU is loopback's rather than podman's default 1500 (the registry's
+    // speed to clients on this host).
+    let network = format!("{name}-network");
+    let net = sh_ok(
+        "podman",
+        &[
+            "network",
+            "inspect",
+            "--format",
+            "{{index .Options \"mtu\"}} {{index .Labels \"io.mirrorregistry.owner\"}} {{.DNSEnabled}}",
+            &network,
+        ],
+    );
+    assert_eq!(net.trim(), format!("65520 {name} false"));
+    let pid = sh_ok(
+        "podman",
+        &[
+            "inspect",
+            "--format",
+            "{{.State.Pid}}",
+            &format!("{name}-registry"),
+        ],
+    );
+    // The image has no shell tools: look from the host into its namespace.
+    let link = sh_ok(
+        "nsenter",
+        &["-t", pid.trim(), "-n", "ip", "-o", "link", "show", "eth0"],
+    );
+    assert!(
+        link.contains(" mtu 65520 "),
+        "the container's interface: {link}"
+    );
     let (user, password) = credentials(&root);
     assert!(password.len() >= 24);
     assert!(
@@ -185,6 +218,10 @@ fn spec_file_to_registry_and_back() {
         assert_ne!(unit_active(&u), "active", "{u}");
     }
     assert!(!Path::new(&format!("/etc/containers/certs.d/localhost:{port2}")).exists());
+    assert!(
+        !exists("network", &network),
+        "the network goes with the pod"
+    );
     assert!(exists("volume", &format!("{name}-storage")), "data kept");
     assert!(
         root.join("secrets/init-credentials").exists(),

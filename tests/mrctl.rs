@@ -604,7 +604,7 @@ fn read_commands_against_a_running_controller() {
     let o = expect(&lab, &["delete", &good, "--wait", "--timeout=60s"], 0);
     assert_eq!(
         stdout(&o),
-        format!("mirrorregistry/{good}: deletionPolicy Retain: its units, containers and pod will go; its data will be kept\nmirrorregistry/{good} deleted\n")
+        format!("mirrorregistry/{good}: deletionPolicy Retain: its units, containers, pod and network will go; its data will be kept\nmirrorregistry/{good} deleted\n")
     );
     // Gone from the state directory; only a note of which kept
     // directories the controller made stays (retained.json).

@@ -167,7 +167,14 @@ fn podman_ok(args: &[&str]) -> String {
 fn foreign_objects_are_never_replaced_or_removed() {
     let mut lab = Lab::new();
     lab.start(&["--resync-interval", "1h"]);
-    for kind in ["container", "pod", "volume", "unit file", "trust entry"] {
+    for kind in [
+        "container",
+        "pod",
+        "network",
+        "volume",
+        "unit file",
+        "trust entry",
+    ] {
         let name = unique("own-foreign");
         let port = free_port();
         lab.track(&name, port);
@@ -175,6 +182,7 @@ fn foreign_objects_are_never_replaced_or_removed() {
         let ctr = format!("{name}-registry");
         let pod = format!("{name}-pod");
         let volume = format!("{name}-storage");
+        let network = format!("{name}-network");
         let unit_file = unit_dir().join(format!("{name}-registry.service"));
         let trust = PathBuf::from(format!("/etc/containers/certs.d/localhost:{port}"));
         // The foreign object, and how to see it is untouched.
@@ -200,6 +208,16 @@ fn foreign_objects_are_never_replaced_or_removed() {
                 (
                     format!("pod {pod}"),
                     Box::new(move || podman_ok(&["pod", "inspect", "--format", "{{.Id}}", &p])),
+                )
+            }
+            "network" => {
+                podman_ok(&["network", "create", "--disable-dns", &network]);
+                let n = network.clone();
+                (
+                    format!("network {network}"),
+                    Box::new(move || {
+                        podman_ok(&["network", "inspect", "--format", "{{.ID}} {{.Options}}", &n])
+                    }),
                 )
             }
             "volume" => {
@@ -268,6 +286,7 @@ fn foreign_objects_are_never_replaced_or_removed() {
         match kind {
             "container" => drop(podman_ok(&["rm", "-f", &ctr])),
             "pod" => drop(podman_ok(&["pod", "rm", "-f", &pod])),
+            "network" => drop(podman_ok(&["network", "rm", &network])),
             "volume" => drop(podman_ok(&["volume", "rm", "-f", &volume])),
             "unit file" => std::fs::remove_file(&unit_file).unwrap(),
             _ => std::fs::remove_dir_all(&trust).unwrap(),

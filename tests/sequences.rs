@@ -64,7 +64,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, host_env, unique};
+use common::{exists, free_port, host_env, unique};
 use mirror_registry::api::defaults::{self, HostFacts};
 use mirror_registry::api::{load, Phase, Status};
 use mirror_registry::spec_file::splice::without_status;
@@ -1987,7 +1987,7 @@ impl Seq {
         }
         if present {
             self.lost_file(reg, Some(consent));
-            if !out.contains("units, containers and pod removed") {
+            if !out.contains("units, containers, pod and network removed") {
                 return fail(format!(
                     "mrctl uninstall did not report the teardown: {}",
                     show(&o)
@@ -1996,7 +1996,7 @@ impl Seq {
             let leftovers = self.leftovers(reg);
             if !leftovers.is_empty() {
                 return fail(format!(
-                    "(6) mrctl uninstall printed `units, containers and pod removed`, yet {} remain: {}",
+                    "(6) mrctl uninstall printed `units, containers, pod and network removed`, yet {} remain: {}",
                     leftovers.join(", "),
                     show(&o)
                 ));
@@ -2100,11 +2100,10 @@ impl Seq {
         {
             left.push(format!("container {name}-registry"));
         }
-        if sh("podman", &["pod", "exists", &format!("{name}-pod")])
-            .status
-            .success()
-        {
-            left.push(format!("pod {name}-pod"));
+        for kind in ["pod", "network"] {
+            if exists(kind, &format!("{name}-{kind}")) {
+                left.push(format!("{kind} {name}-{kind}"));
+            }
         }
         for u in ["registry", "pod"] {
             let f = World::unit_dir().join(format!("{name}-{u}.service"));

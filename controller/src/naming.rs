@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-/// Label put on every container, volume and pod the controller creates; its
-/// value is the owning registry's name.
+/// Label put on every container, volume, pod and network the controller
+/// creates; its value is the owning registry's name.
 pub const OWNER_LABEL: &str = "io.mirrorregistry.owner";
 /// Label naming the software that manages the object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -18,6 +18,12 @@ pub fn pod(name: &str) -> String {
 
 pub fn container(name: &str, component: &str) -> String {
     format!("{name}-{component}")
+}
+
+/// The podman network the pod joins: a bridge of its own, so its MTU is
+/// not podman's default (see `render::NETWORK_MTU`).
+pub fn network(name: &str) -> String {
+    format!("{name}-network")
 }
 
 pub fn pod_unit(name: &str) -> String {

@@ -67,7 +67,10 @@ awk -v restart="${RESTART_SEC:-}" '
 ' "$RENDERED"
 chmod 0644 "$ROOT/config/registry-config.yml"
 
-# 5. The storage volume.
+# 5. The pod's network (its MTU: render::NETWORK_MTU) and the storage volume.
+podman network create --disable-dns --opt mtu=65520 \
+    --label app.kubernetes.io/managed-by=mirror-registry \
+    --label "io.mirrorregistry.owner=$NAME" "$NAME-network" >/dev/null
 podman volume create --label app.kubernetes.io/managed-by=mirror-registry \
     --label "io.mirrorregistry.owner=$NAME" "$NAME-storage" >/dev/null
 

@@ -153,7 +153,7 @@ TRACKED = {"names": set(), "ports": set()}
 
 
 def cleanup(names, ports=()):
-    """Removes every unit, container, pod, volume and trust entry of names."""
+    """Removes every unit, container, pod, network, volume and trust entry of names."""
     # Copies: the sets passed may be TRACKED's own, which this empties.
     names = sorted(set(names))
     ports = sorted(set(ports))
@@ -174,6 +174,10 @@ def cleanup(names, ports=()):
         vols = [v for n in names for v in (f"{n}-storage", f"{n}-sqlite-storage") if v in have]
         if vols:
             sh(["podman", "volume", "rm", "-f", *vols], check=False)
+        nets = set(sh(["podman", "network", "ls", "-q", "--format", "{{.Name}}"], check=False).stdout.split())
+        nets = [f"{n}-network" for n in names if f"{n}-network" in nets]
+        if nets:
+            sh(["podman", "network", "rm", *nets], check=False)
     for p in ports:
         shutil.rmtree(CERTS_D / f"localhost:{p}", ignore_errors=True)
     for n in names:

@@ -324,6 +324,7 @@ pub fn cleanup(name: &str) {
             &["volume", "rm", "-f", &format!("{name}-{volume}")],
         );
     }
+    let _ = sh("podman", &["network", "rm", &format!("{name}-network")]);
 }
 
 /// The status block of a spec file, if it parses.
@@ -367,6 +368,7 @@ pub fn exists(kind: &str, name: &str) -> bool {
             .status
             .success(),
         "volume" => sh("podman", &["volume", "exists", name]).status.success(),
+        "network" => sh("podman", &["network", "exists", name]).status.success(),
         _ => unreachable!(),
     }
 }

@@ -220,7 +220,7 @@ fn announce(paths: &Paths, r: &super::state::Registry, dry_run: bool) -> Result<
     let will = if dry_run { "would" } else { "will" };
     if rec.deletion_policy != DeletionPolicy::Delete {
         outln!(
-            "mirrorregistry/{}: deletionPolicy Retain: its units, containers and pod {will} go; its data {will} be kept",
+            "mirrorregistry/{}: deletionPolicy Retain: its units, containers, pod and network {will} go; its data {will} be kept",
             r.name
         );
         return Ok(());
@@ -228,7 +228,7 @@ fn announce(paths: &Paths, r: &super::state::Registry, dry_run: bool) -> Result<
     let others = crate::store::record::others_claims(&paths.state_dir, &r.name)?;
     let plan = crate::reconcile::removal::plan(rec, &others);
     outln!(
-        "mirrorregistry/{}: deletionPolicy Delete: besides its units, containers and pod, the controller {will} remove:",
+        "mirrorregistry/{}: deletionPolicy Delete: besides its units, containers, pod and network, the controller {will} remove:",
         r.name
     );
     let lines = plan.lines();

@@ -90,6 +90,11 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
                 .collect()
         )
     );
+    let _ = writeln!(
+        out,
+        "# network: {} (mtu {})",
+        desired.network.name, desired.network.mtu
+    );
     let _ = writeln!(out, "# volumes: {}", list(desired.volumes.clone()));
     let _ = writeln!(
         out,

@@ -303,7 +303,7 @@ pub async fn uninstall(paths: &Paths, a: UninstallArgs) -> Result<i32> {
                 paths.watch_dir.display()
             )));
         }
-        outln!("mirrorregistry/{name}: units, containers and pod removed");
+        outln!("mirrorregistry/{name}: units, containers, pod and network removed");
         if delete_data {
             let removed = remove_leftovers(paths, &name).await?;
             if !removed.is_empty() {

@@ -73,8 +73,18 @@ impl Response {
 /// Sends `method path` (path relative to [`API_PREFIX`], already encoded)
 /// to the socket and returns the response.
 pub async fn request(socket: &Path, method: &'static str, path: &str) -> Result<Response> {
+    request_json(socket, method, path, &[]).await
+}
+
+/// [`request`] with a JSON body (empty: none).
+pub async fn request_json(
+    socket: &Path,
+    method: &'static str,
+    path: &str,
+    body: &[u8],
+) -> Result<Response> {
     let full = format!("{API_PREFIX}{path}");
-    match tokio::time::timeout(TIMEOUT, exchange(socket, method, &full)).await {
+    match tokio::time::timeout(TIMEOUT, exchange(socket, method, &full, body)).await {
         Ok(Ok(raw)) => parse(&raw).map_err(|message| Error::Malformed {
             method,
             path: full,
@@ -95,13 +105,25 @@ pub async fn request(socket: &Path, method: &'static str, path: &str) -> Result<
     }
 }
 
-async fn exchange(socket: &Path, method: &str, path: &str) -> std::io::Result<Vec<u8>> {
+async fn exchange(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
     let mut stream = UnixStream::connect(socket).await?;
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: d\r\nUser-Agent: mirror-registry\r\n\
-         Accept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+         Accept: application/json\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     );
     stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
     let mut raw = Vec::new();
     (&mut stream)
         .take(MAX_RESPONSE)

@@ -140,6 +140,27 @@ pub struct VolumeInfo {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A podman network as libpod describes it (the fields we read).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Driver options, e.g. `mtu`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// What removing a network came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkRemoval {
+    /// Removed, or there was none.
+    Removed,
+    /// Podman refused (containers of someone else's still use it): its
+    /// words.
+    Refused(String),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerInfo {
     pub id: String,
@@ -537,6 +558,75 @@ impl Podman {
         match response.status {
             404 => Ok(()),
             _ if response.is_success() => Ok(()),
+            _ => Err(unexpected(OP, name, &response)),
+        }
+    }
+
+    /// Inspects a network by name (libpod API), `None` when absent.
+    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
+        const OP: &str = "inspect network";
+        let path = format!("/networks/{}/json", libpod::encode_segment(name));
+        let response = self.libpod(OP, name, "GET", &path).await?;
+        match response.status {
+            404 => Ok(None),
+            _ if response.is_success() => serde_json::from_slice(&response.body)
+                .map(Some)
+                .map_err(|source| decode_error(OP, name, source)),
+            _ => Err(unexpected(OP, name, &response)),
+        }
+    }
+
+    /// Creates a bridge network with this MTU and labels. No DNS: like
+    /// podman's default network, a pod resolves names through the host's
+    /// resolver, and no aardvark-dns process runs for it.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        mtu: u32,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        const OP: &str = "create network";
+        let body = serde_json::json!({
+            "name": name,
+            "driver": "bridge",
+            "options": { "mtu": mtu.to_string() },
+            "labels": labels,
+            "dns_enabled": false,
+        });
+        self.count();
+        let response = libpod::request_json(
+            &self.socket,
+            "POST",
+            "/networks/create",
+            body.to_string().as_bytes(),
+        )
+        .await
+        .map_err(|source| Error::Libpod {
+            op: OP,
+            target: name.to_string(),
+            source,
+        })?;
+        if response.is_success() {
+            Ok(())
+        } else {
+            Err(unexpected(OP, name, &response))
+        }
+    }
+
+    /// Removes a network no container uses; one that does not exist is
+    /// already removed. Never forced: podman would remove every container
+    /// on it, whoever's they are.
+    pub async fn remove_network(&self, name: &str) -> Result<NetworkRemoval> {
+        const OP: &str = "remove network";
+        let path = format!("/networks/{}", libpod::encode_segment(name));
+        let response = self.libpod(OP, name, "DELETE", &path).await?;
+        match response.status {
+            404 => Ok(NetworkRemoval::Removed),
+            _ if response.is_success() => Ok(NetworkRemoval::Removed),
+            // "has associated containers with it ...: network is being used"
+            500 if response.error_message().contains("being used") => {
+                Ok(NetworkRemoval::Refused(response.error_message()))
+            }
             _ => Err(unexpected(OP, name, &response)),
         }
     }

@@ -1,8 +1,8 @@
 //! Checks that can refuse a registry before anything of it is recorded,
 //! written, started or removed: another registry's claim on the same root,
 //! storage, database or port, and objects under the registry's names that
-//! the controller did not create (a container, the pod, a volume, a unit
-//! file, a trust entry). A refusal is reason `Conflict`, naming the other
+//! the controller did not create (a container, the pod, its network, a
+//! volume, a unit file, a trust entry). A refusal is reason `Conflict`, naming the other
 //! registry or the object and what to do; nothing of either side changes.
 
 use std::path::Path;
@@ -129,6 +129,16 @@ pub async fn foreign_objects(
                 out.push(format!(
                     "pod {} already exists and was not created for {name}",
                     desired.pod
+                ));
+            }
+        }
+    }
+    let net = &desired.network.name;
+    if !rec.is_some_and(|x| x.networks.contains(net)) {
+        if let Some(n) = podman.network(net).await? {
+            if !naming::owned_by(&n.labels, name) {
+                out.push(format!(
+                    "network {net} already exists and was not created for {name}"
                 ));
             }
         }

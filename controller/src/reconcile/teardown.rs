@@ -1,12 +1,13 @@
 //! Tearing a registry down after its spec file is gone, from the ownership
-//! record alone: units, containers, pod and trust entry go; volumes and data
-//! stay unless deletionPolicy is Delete.
+//! record alone: units, containers, pod, its network and trust entry go;
+//! volumes and data stay unless deletionPolicy is Delete.
 
 use super::queue::Next;
 use super::steps::trust::remove_trust_dir;
 use super::{removal, Context, Error};
 use crate::api::{DeletionPolicy, Phase, Status};
 use crate::host::files;
+use crate::host::podman::NetworkRemoval;
 use crate::naming;
 use crate::store::{self, claims, record};
 
@@ -120,6 +121,20 @@ async fn teardown(cx: &Context, rec: &record::Record) -> Result<(), Error> {
             tracing::warn!(registry = name, pod = %rec.pod, "pod is not the controller's; left alone")
         }
         None => {}
+    }
+    // The network holds no data: it goes with the pod, whatever the policy.
+    for n in &rec.networks {
+        match podman.network(n).await? {
+            Some(info) if naming::owned_by(&info.labels, name) => {
+                if let NetworkRemoval::Refused(why) = podman.remove_network(n).await? {
+                    tracing::warn!(registry = name, network = %n, "network kept: {why}");
+                }
+            }
+            Some(_) => {
+                tracing::warn!(registry = name, network = %n, "network is not the controller's; left alone")
+            }
+            None => {}
+        }
     }
     for d in &rec.trust_dirs {
         let shared = others

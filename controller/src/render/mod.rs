@@ -36,6 +36,24 @@ pub struct Inputs {
     pub read_only: bool,
 }
 
+/// The pod's network: a bridge of the registry's own (`naming::network`).
+/// Podman's default bridge has an MTU of 1500, so a client on the same host
+/// (oc-mirror on the bastion, the common case) talks to the registry in
+/// 1500-byte segments where loopback carries 64 KiB ones; measured, a 1 GiB
+/// push took 10% longer than against the same binary on the host. 65520 is
+/// what podman's own rootless networking uses. Clients on other hosts still
+/// come in through their NIC's MTU: TCP takes the smaller of the two MSSs.
+pub const NETWORK_MTU: u32 = 65520;
+
+/// The network a registry's pod joins, created by the controller before
+/// the pod unit first starts (the unit names it; podman does not create
+/// networks on demand).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub mtu: u32,
+}
+
 /// A file under the registry's root the controller writes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct File {
@@ -92,6 +110,7 @@ pub struct Component {
 pub struct Desired {
     pub name: String,
     pub pod: String,
+    pub network: Network,
     pub pod_unit: Unit,
     /// Component units in start order.
     pub units: Vec<Unit>,
@@ -197,6 +216,10 @@ impl<'a> Pod<'a> {
         Desired {
             name: r.name.clone(),
             pod: self.name,
+            network: Network {
+                name: naming::network(&r.name),
+                mtu: NETWORK_MTU,
+            },
             pod_unit: self.unit,
             units: self.containers.into_iter().map(|c| c.unit).collect(),
             components,

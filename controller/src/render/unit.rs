@@ -215,6 +215,7 @@ pub fn pod_unit_publishing(
         format!("--infra-conmon-pidfile {}", pid_file(&pod)),
         format!("--pod-id-file {}", pod_id_file(&pod)),
         format!("--name {}", quote(&pod)),
+        format!("--network {}", quote(&naming::network(name))),
     ];
     for (k, v) in naming::owner_labels(name) {
         create.push(format!("--label {}", quote(&format!("{k}={v}"))));

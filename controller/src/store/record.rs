@@ -28,6 +28,10 @@ pub struct Record {
     pub containers: BTreeSet<String>,
     /// Named volumes the controller created (not ones that already existed).
     pub volumes: BTreeSet<String>,
+    /// The podman network it created for the pod (removed with the pod,
+    /// whatever the deletionPolicy: it holds no data).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub networks: BTreeSet<String>,
     /// Host data directories the controller created.
     pub data_paths: BTreeSet<PathBuf>,
     /// CA trust directories (certs.d/<host:port>) it wrote.

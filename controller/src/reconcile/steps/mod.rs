@@ -12,6 +12,7 @@
 //! | quay's secrets, then render again with them | `super::quay` | |
 //! | certificate: generated and renewed, or the user's checked and copied | [`tls`] | yes (`InvalidCertificate`) |
 //! | images: present, loaded from the archive, or pulled | [`images`] | |
+//! | the pod's network | [`network`] | |
 //! | never started: unit files, and the pod's start queued ([`units::start_pod_early`]) | [`units`] | |
 //! | init credentials and htpasswd | [`credentials`] | |
 //! | config files and copies | [`config`] | |
@@ -27,6 +28,7 @@ pub mod config;
 pub mod credentials;
 pub mod gc_timer;
 pub mod images;
+pub mod network;
 pub mod observe;
 pub mod ownership;
 pub mod port;
@@ -120,6 +122,7 @@ pub async fn converge(
     let images = images::ensure(&podman, &desired.images, r.images.archive.as_deref()).await;
     let images_ok = images.is_ok();
     out.push(Outcome::Images(images));
+    network::ensure(cx, &podman, &mut rec, &desired, r).await?;
     // Never started yet: the pod is created while the steps below run.
     let mut states = states;
     if images_ok && !r.paused && rec.started_with.is_empty() {
