@@ -380,6 +380,19 @@ impl Systemd {
     /// caches UnitFileState (and the new dependencies) until it reloads, so
     /// without it `unit()` would go on reporting the old state.
     pub async fn enable(&self, unit_files: &[String]) -> Result<bool> {
+        let changes = self.link(unit_files).await?;
+        self.reload_after_changes(changes).await
+    }
+
+    /// [`Systemd::enable`] without the reload: for units the manager has
+    /// not loaded yet, which it then loads from disk, links included.
+    /// Returns whether anything changed on disk.
+    pub async fn enable_unloaded(&self, unit_files: &[String]) -> Result<bool> {
+        Ok(self.link(unit_files).await? > 0)
+    }
+
+    /// The symlinks of `enable`; the number of changes.
+    async fn link(&self, unit_files: &[String]) -> Result<usize> {
         let files: Vec<&str> = unit_files.iter().map(String::as_str).collect();
         self.count();
         let (_, changes) = self
@@ -391,7 +404,7 @@ impl Systemd {
                 target: unit_files.join(" "),
                 source: Box::new(source),
             })?;
-        self.reload_after_changes(changes.len()).await
+        Ok(changes.len())
     }
 
     /// Removes the symlinks `enable` created; reloads after a change, as

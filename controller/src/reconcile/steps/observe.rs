@@ -17,6 +17,11 @@ use crate::render::Desired;
 
 /// How long a reconcile that started units waits for them to answer.
 const SETTLE: Duration = Duration::from_secs(5);
+/// How often the endpoint is polled while waiting: often during the first
+/// second, when a registry that starts at all begins to answer, then less.
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_FIRST_FOR: Duration = Duration::from_secs(1);
+const POLL_THEN: Duration = Duration::from_millis(50);
 
 /// What an observation looks at.
 pub struct Seen<'a> {
@@ -29,9 +34,15 @@ pub struct Seen<'a> {
 }
 
 impl Seen<'_> {
-    /// Observes, then (when `started`) again every 50 ms until healthy or
-    /// [`SETTLE`] passes; each observation goes to `out`. Returns the
-    /// components and whether the registry is healthy.
+    /// Observes, then (when `started`) waits until healthy or [`SETTLE`]
+    /// passes; each full observation goes to `out`. Returns the components
+    /// and whether the registry is healthy.
+    ///
+    /// While waiting only the endpoint is polled, through one client: a
+    /// probe costs a connection, where a full observation also reads every
+    /// unit and container, and polling that as often would take CPU from
+    /// the very start it waits for. Once the endpoint answers (or the
+    /// time is up) one full observation says what status reports.
     pub async fn settled(
         &self,
         started: bool,
@@ -41,9 +52,28 @@ impl Seen<'_> {
         let (mut components, o) = self.observe(known).await?;
         let mut healthy = o.healthy();
         out.push(Outcome::Observed(o));
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        while started && !healthy && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if !started || healthy {
+            return Ok((components, healthy));
+        }
+        let start = tokio::time::Instant::now();
+        let deadline = start + SETTLE;
+        let client = probe::https_client(self.r, self.ca_file, probe::PROBE_TIMEOUT).ok();
+        while !healthy && tokio::time::Instant::now() < deadline {
+            let wait = if client.is_some() && start.elapsed() < POLL_FIRST_FOR {
+                POLL_FIRST
+            } else {
+                POLL_THEN
+            };
+            tokio::time::sleep(wait).await;
+            let last = tokio::time::Instant::now() + wait >= deadline;
+            if let Some(c) = &client {
+                let answers = probe::probe_with(c, self.r, &self.desired.health_path)
+                    .await
+                    .is_ok();
+                if !answers && !last {
+                    continue;
+                }
+            }
             let (c, o) = self.observe(None).await?;
             components = c;
             healthy = o.healthy();

@@ -58,8 +58,18 @@ pub fn https_client(
 
 /// HTTPS GET of the health path, verified as [`https_client`] does.
 pub async fn probe(r: &Resolved, path: &str, ca_file: Option<&Path>) -> Result<String, String> {
-    let url = format!("{}{path}", r.endpoint());
     let client = https_client(r, ca_file, PROBE_TIMEOUT)?;
+    probe_with(&client, r, path).await
+}
+
+/// [`probe`] through a client made once by [`https_client`], for probes
+/// in quick succession.
+pub async fn probe_with(
+    client: &reqwest::Client,
+    r: &Resolved,
+    path: &str,
+) -> Result<String, String> {
+    let url = format!("{}{path}", r.endpoint());
     let resp = client.get(&url).send().await.map_err(|e| {
         let mut msg = format!("GET {url}: {e}");
         let mut src = std::error::Error::source(&e);
