@@ -102,23 +102,10 @@ fn spec_file_to_registry_and_back() {
         ],
     );
     assert_eq!(net.trim(), format!("65520 {name} false"));
-    let pid = sh_ok(
-        "podman",
-        &[
-            "inspect",
-            "--format",
-            "{{.State.Pid}}",
-            &format!("{name}-registry"),
-        ],
-    );
-    // The image has no shell tools: look from the host into its namespace.
-    let link = sh_ok(
-        "nsenter",
-        &["-t", pid.trim(), "-n", "ip", "-o", "link", "show", "eth0"],
-    );
-    assert!(
-        link.contains(" mtu 65520 "),
-        "the container's interface: {link}"
+    assert_eq!(
+        container_mtu(&format!("{name}-registry")),
+        "65520",
+        "the container's interface"
     );
     let (user, password) = credentials(&root);
     assert!(password.len() >= 24);
@@ -227,4 +214,102 @@ fn spec_file_to_registry_and_back() {
         root.join("secrets/init-credentials").exists(),
         "credentials kept"
     );
+}
+
+/// The MTU of a running container's interface, seen from the host inside
+/// its namespace (the registry image has no shell tools); empty while it
+/// does not run.
+fn container_mtu(container: &str) -> String {
+    let out = |o: std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let pid = out(sh(
+        "podman",
+        &["inspect", "--format", "{{.State.Pid}}", container],
+    ));
+    if pid.is_empty() || pid == "0" {
+        return String::new();
+    }
+    let link = out(sh(
+        "nsenter",
+        &["-t", &pid, "-n", "ip", "-o", "link", "show", "eth0"],
+    ));
+    link.split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A registry as the version before its own network left it: the pod on
+/// podman's default network (MTU 1500), no network in its ownership
+/// record. The controller creates the network, records it, moves the pod
+/// onto it with one restart, and the pushed image is still served.
+#[test]
+fn an_upgrade_moves_the_pod_onto_its_own_network() {
+    let mut lab = Lab::new();
+    let name = unique("e2e-net");
+    let port = free_port();
+    lab.track(&name, port);
+    let path = lab.spec_path(&name);
+    let root = lab.root(&name);
+    let network = format!("{name}-network");
+    let container = format!("{name}-registry");
+    let pod_unit = format!("{name}-pod.service");
+    lab.start(&["--resync-interval", "1h"]);
+    lab.put(&name, &lab.spec(&name, port, ""));
+    wait_phase(&path, Phase::Ready, Duration::from_secs(120));
+    let (user, password) = credentials(&root);
+    let auth = lab.dir.path().join("auth.json");
+    login(&auth, &format!("localhost:{port}"), &user, &password);
+    let dest = format!("docker://localhost:{port}/e2e/busybox:1");
+    skopeo(&auth, &["copy", TEST_IMAGE, &dest]);
+    let pushed = skopeo(&auth, &["inspect", "--format", "{{.Digest}}", &dest]);
+    lab.stop();
+
+    // Back to what the previous version ran.
+    let unit_file = Path::new(&std::env::var("HOME").unwrap())
+        .join(".config/systemd/user")
+        .join(&pod_unit);
+    let text = std::fs::read_to_string(&unit_file).unwrap();
+    let old = text.replace(&format!("\t--network {network} \\\n"), "");
+    assert_ne!(old, text, "the pod unit names the network");
+    std::fs::write(&unit_file, old).unwrap();
+    sh_ok("systemctl", &["--user", "daemon-reload"]);
+    sh_ok("systemctl", &["--user", "restart", &pod_unit]);
+    sh_ok(
+        "systemctl",
+        &["--user", "start", &format!("{name}-registry.service")],
+    );
+    sh_ok("podman", &["network", "rm", &network]);
+    let record = lab.state().join(&name).join("owned.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    rec.as_object_mut().unwrap().remove("networks");
+    std::fs::write(&record, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+    wait_for(Duration::from_secs(60), "the old pod to serve", || {
+        (container_mtu(&container) == "1500").then_some(())
+    });
+
+    lab.start(&["--resync-interval", "1h"]);
+    let st = wait_for(
+        Duration::from_secs(120),
+        "the pod on its own network",
+        || {
+            file_status(&path).filter(|s| {
+                s.phase == Phase::Ready
+                    && exists("network", &network)
+                    && exists("container", &container)
+                    && container_mtu(&container) == "65520"
+            })
+        },
+    );
+    assert_all_conditions_true(&st);
+    let rec = std::fs::read_to_string(&record).unwrap();
+    assert!(rec.contains(&format!("\"{network}\"")), "recorded: {rec}");
+    login(&auth, &format!("localhost:{port}"), &user, &password);
+    let now = skopeo(&auth, &["inspect", "--format", "{{.Digest}}", &dest]);
+    assert_eq!(now, pushed, "the image survived the move");
+    std::fs::remove_file(&path).unwrap();
+    wait_for(Duration::from_secs(60), "teardown", || {
+        (!exists("pod", &format!("{name}-pod")) && !exists("network", &network)).then_some(())
+    });
 }
