@@ -18,8 +18,20 @@ use crate::host::files::{self, io};
 /// However busy the directory, a tick is sent at most this long after the
 /// first change.
 const MAX_DELAY: Duration = Duration::from_secs(2);
-/// Quiet that ends the burst of events one save makes.
+/// Quiet that ends the burst of events one save makes, unless an event
+/// that ends a save (see [`Raw`]) comes first.
 const LEADING: Duration = Duration::from_millis(15);
+
+/// One relevant event, as the debounce sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Raw {
+    /// A spec candidate renamed into place, or closed after writing: the
+    /// last event of a save (an atomic replace, or a write in place), after
+    /// which the file is whole. Ticks at once.
+    SaveEnded,
+    /// Anything else: ticks after [`LEADING`] of quiet.
+    Changed,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -62,29 +74,31 @@ impl std::fmt::Debug for DirWatcher {
 
 /// Watches `dir` itself (not its subdirectories): creating, removing,
 /// renaming or modifying any entry, including the `..data` symlink swap of a
-/// Kubernetes ConfigMap volume, produces a tick: one as soon as a save's
-/// events have landed, and one more after `debounce` of quiet (at most
-/// [`MAX_DELAY`]) if further events came meanwhile. A tick already waiting in the channel covers later
+/// Kubernetes ConfigMap volume, produces a tick: one as soon as a save has
+/// ended or its events have landed, and one more after `debounce` of quiet
+/// (at most [`MAX_DELAY`]) if further events came meanwhile. A tick already waiting in the channel covers later
 /// changes too, so the channel never backs up. Events for the controller's
 /// own temp files and mere reads are ignored.
 ///
 /// Requires no async runtime: the debounce runs on its own thread.
 pub fn watch_dir(dir: &Path, debounce: Duration) -> Result<(DirWatcher, mpsc::Receiver<()>)> {
     check_dir(dir)?;
-    let (raw_tx, raw_rx) = std_mpsc::channel::<()>();
+    let (raw_tx, raw_rx) = std_mpsc::channel::<Raw>();
     let (tx, rx) = mpsc::channel(1);
     let watched = dir.to_path_buf();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let relevant = match res {
-            Ok(event) => is_relevant(&event),
+        let raw = match res {
+            Ok(event) if !is_relevant(&event) => None,
+            Ok(event) if ends_a_save(&event) => Some(Raw::SaveEnded),
+            Ok(_) => Some(Raw::Changed),
             Err(e) => {
                 // Whatever went wrong, looking again is the safe answer.
                 tracing::warn!(dir = %watched.display(), error = %e, "spec directory watch error");
-                true
+                Some(Raw::Changed)
             }
         };
-        if relevant {
-            let _ = raw_tx.send(());
+        if let Some(raw) = raw {
+            let _ = raw_tx.send(raw);
         }
     })
     .map_err(|source| Error::Watch {
@@ -125,14 +139,15 @@ fn check_dir(dir: &Path) -> Result<()> {
 
 /// Ends when the watcher is dropped (its callback holds the raw sender) or
 /// nobody listens for ticks any more.
-fn debounce_loop(raw: &std_mpsc::Receiver<()>, out: &mpsc::Sender<()>, quiet: Duration) {
+fn debounce_loop(raw: &std_mpsc::Receiver<Raw>, out: &mpsc::Sender<()>, quiet: Duration) {
     let send = || match out.try_send(()) {
         Ok(()) | Err(mpsc::error::TrySendError::Full(())) => true,
         Err(mpsc::error::TrySendError::Closed(())) => false,
     };
-    // Collects events until `quiet` passes without one (at most MAX_DELAY);
-    // None when the watcher is gone. Returns whether any arrived.
-    let settle = |quiet: Duration| -> Option<bool> {
+    // Collects events until `quiet` passes without one (at most MAX_DELAY;
+    // with `until_saved`, or until a save ends); None when the watcher is
+    // gone. Returns whether any arrived.
+    let settle = |quiet: Duration, until_saved: bool| -> Option<bool> {
         let deadline = Instant::now() + MAX_DELAY;
         let mut any = false;
         loop {
@@ -141,20 +156,23 @@ fn debounce_loop(raw: &std_mpsc::Receiver<()>, out: &mpsc::Sender<()>, quiet: Du
                 return Some(any);
             }
             match raw.recv_timeout(quiet.min(left)) {
-                Ok(()) => any = true,
+                Ok(Raw::SaveEnded) if until_saved => return Some(true),
+                Ok(_) => any = true,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => return Some(any),
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return None,
             }
         }
     };
-    while raw.recv().is_ok() {
-        // Leading edge: tick as soon as the events of one save (write,
-        // rename) have landed, then one trailing tick if more keep coming.
-        let Some(_) = settle(LEADING) else { return };
+    while let Ok(first) = raw.recv() {
+        // Leading edge: tick as soon as one save has ended (or its events
+        // have gone quiet), then one trailing tick if more keep coming.
+        if first != Raw::SaveEnded && settle(LEADING, true).is_none() {
+            return;
+        }
         if !send() {
             return;
         }
-        match settle(quiet) {
+        match settle(quiet, false) {
             None => return,
             Some(true) => {
                 if !send() {
@@ -176,6 +194,24 @@ fn is_relevant(event: &notify::Event) -> bool {
         }
     }
     event.paths.is_empty() || !event.paths.iter().all(|p| is_own_temp(p))
+}
+
+/// A spec candidate (a `*.yaml` or `*.yml` name, not hidden) renamed into
+/// place or closed after writing.
+fn ends_a_save(event: &notify::Event) -> bool {
+    use notify::event::{ModifyKind, RenameMode};
+    let target = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => event.paths.first(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
+        _ => None,
+    };
+    target.is_some_and(|p| {
+        is_yaml_name(p)
+            && !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    })
 }
 
 fn is_own_temp(path: &Path) -> bool {
@@ -309,6 +345,36 @@ mod tests {
         fs::remove_file(&p).unwrap();
         expect_tick(&mut rx, "delete").await;
         expect_quiet(&mut rx, Duration::from_millis(500), "after the last tick").await;
+    }
+
+    /// Which events end a save (and tick without waiting for quiet): a
+    /// spec renamed into place or closed after writing; never a hidden
+    /// temp file's, nor a create or a write still going on.
+    #[test]
+    fn the_events_that_end_a_save() {
+        use notify::event::{CreateKind, DataChange, ModifyKind, RenameMode};
+        let ev = |kind, paths: &[&str]| notify::Event {
+            kind,
+            paths: paths.iter().map(PathBuf::from).collect(),
+            attrs: Default::default(),
+        };
+        let to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert!(ends_a_save(&ev(to, &["/w/quay.yaml"])));
+        assert!(ends_a_save(&ev(both, &["/w/.quay.tmp", "/w/quay.yml"])));
+        assert!(ends_a_save(&ev(closed, &["/w/quay.yaml"])));
+        assert!(!ends_a_save(&ev(closed, &["/w/.quay.yaml.swp"])));
+        assert!(!ends_a_save(&ev(to, &["/w/..data"])));
+        assert!(!ends_a_save(&ev(both, &["/w/quay.yaml", "/w/quay.yaml~"])));
+        assert!(!ends_a_save(&ev(
+            EventKind::Create(CreateKind::File),
+            &["/w/quay.yaml"]
+        )));
+        assert!(!ends_a_save(&ev(
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            &["/w/quay.yaml"]
+        )));
     }
 
     #[tokio::test]

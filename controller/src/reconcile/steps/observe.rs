@@ -74,7 +74,7 @@ impl Seen<'_> {
                     continue;
                 }
             }
-            let (c, o) = self.observe(None).await?;
+            let (c, o) = self.observe_with(None, client.as_ref()).await?;
             components = c;
             healthy = o.healthy();
             out.push(Outcome::Observed(o));
@@ -87,6 +87,16 @@ impl Seen<'_> {
     pub async fn observe(
         &self,
         known: Option<Vec<UnitState>>,
+    ) -> Result<(Vec<Component>, Observation), Error> {
+        self.observe_with(known, None).await
+    }
+
+    /// [`Seen::observe`], probing through `client` when given (one made by
+    /// `probe::https_client` for this registry; its connection is reused).
+    async fn observe_with(
+        &self,
+        known: Option<Vec<UnitState>>,
+        client: Option<&reqwest::Client>,
     ) -> Result<(Vec<Component>, Observation), Error> {
         let (desired, r) = (self.desired, self.r);
         let mut components = Vec::new();
@@ -129,7 +139,10 @@ impl Seen<'_> {
             return Ok((components, o));
         }
         let probe = if down.is_empty() {
-            let p = probe::probe(r, &desired.health_path, self.ca_file).await;
+            let p = match client {
+                Some(c) => probe::probe_with(c, r, &desired.health_path).await,
+                None => probe::probe(r, &desired.health_path, self.ca_file).await,
+            };
             if p.is_err() {
                 for x in &mut components {
                     x.healthy = false;

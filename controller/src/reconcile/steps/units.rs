@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -39,12 +38,12 @@ pub async fn states(systemd: &Systemd, desired: &Desired) -> Result<Vec<UnitStat
 ///
 /// Unit files the manager has never loaded need no reload: systemd (246
 /// and later) loads a unit it did not find before once its unit directory
-/// changed, with the links enabling made. When the states read after
-/// writing and linking show every unit loaded, enabled, from the file as
-/// written, the pod starts at once; otherwise (an older systemd, a unit
-/// loaded before with other text) the manager reloads first. A reload
-/// costs tens of milliseconds of the manager's only thread, on the pod's
-/// path either way: before its start, or between the steps of it.
+/// changed, with the links enabling made. So when no unit was loaded, the
+/// files are written and linked and the pod started at once; an older
+/// systemd refuses that start ("not found") and the manager reloads
+/// first, as it does for units it loaded before. A reload costs tens of
+/// milliseconds of the manager's only thread, on the pod's path either
+/// way: before its start, or (enabling in [`converge`]) between its steps.
 pub async fn start_pod_early(
     cx: &Context,
     systemd: &Systemd,
@@ -58,28 +57,31 @@ pub async fn start_pod_early(
         return Ok(None);
     }
     let changed = write_unit_files(cx, desired)?;
+    let pod = &desired.pod_unit.name;
     let unloaded = states.iter().all(|s| s.load_state == "not-found");
+    let mut queued = false;
     if unloaded {
         let names: Vec<String> = desired.all_units().map(|u| u.name.clone()).collect();
         systemd.enable_unloaded(&names).await?;
-    }
-    let now = self::states(systemd, desired).await?;
-    let loaded_as_written = desired.all_units().zip(&now).all(|(u, s)| {
-        s.load_state == "loaded"
-            && s.unit_file_state == "enabled"
-            && !s.need_daemon_reload
-            && Path::new(&s.fragment_path) == cx.unit_dir.join(&u.name)
-    });
-    if loaded_as_written {
-        tracing::info!(registry = %r.name, units = ?changed, "unit files written and enabled; loaded without a reload");
+        match systemd.queue_start_alone(pod).await {
+            Ok(()) => {
+                queued = true;
+                tracing::info!(registry = %r.name, units = ?changed, "unit files written and enabled; the pod started without a reload");
+            }
+            Err(e) => {
+                tracing::info!(registry = %r.name, error = %e, "the manager did not load the new units by itself; reloading");
+                systemd.reload().await?;
+            }
+        }
     } else {
-        update_manager(systemd, desired, r, &changed, &now).await?;
+        update_manager(systemd, desired, r, &changed, states).await?;
     }
-    let pod = &desired.pod_unit.name;
-    if states[0].active_state == ActiveState::Failed {
-        systemd.reset_failed(pod).await?;
+    if !queued {
+        if states[0].active_state == ActiveState::Failed {
+            systemd.reset_failed(pod).await?;
+        }
+        systemd.queue_start_alone(pod).await?;
     }
-    systemd.queue_start_alone(pod).await?;
     Ok(Some(self::states(systemd, desired).await?))
 }
 
