@@ -298,6 +298,57 @@ fn foreign_objects_are_never_replaced_or_removed() {
     }
 }
 
+/// The units clean up after themselves, with no controller running: a
+/// pod of the registry's left behind (as a reboot or a crash leaves it,
+/// with its container) is removed when the pod unit starts, and a container
+/// of the registry's left in the pod is removed by the unit's cleanup after
+/// its first run fails, and the unit comes back by itself.
+#[test]
+fn the_units_remove_what_the_registry_left_behind() {
+    let mut lab = Lab::new();
+    lab.start(&[]);
+    let name = unique("own-left");
+    let port = free_port();
+    lab.track(&name, port);
+    lab.put(&name, &lab.spec(&name, port, ""));
+    wait_phase(&lab.spec_path(&name), Phase::Ready, READY);
+    lab.stop();
+    let pod_unit = format!("{name}-pod.service");
+    let unit = format!("{name}-registry.service");
+    let (pod, ctr) = (format!("{name}-pod"), format!("{name}-registry"));
+    let owner = format!("io.mirrorregistry.owner={name}");
+    let id = |kind: &str, what: &str| podman_ok(&[kind, "inspect", "--format", "{{.Id}}", what]);
+
+    // 1. An old pod of ours, with a container in it, in the way.
+    sh_ok("systemctl", &["--user", "stop", &unit, &pod_unit]);
+    assert!(!exists("pod", &pod));
+    podman_ok(&["pod", "create", "--name", &pod, "--label", &owner]);
+    podman_ok(&[
+        "create", "--pod", &pod, "--name", &ctr, "--label", &owner, TEST_IMAGE, "sleep", "600",
+    ]);
+    let (old_pod, old_ctr) = (id("pod", &pod), id("container", &ctr));
+    sh_ok("systemctl", &["--user", "start", &unit]);
+    wait_for(READY, "serving from a new pod", || {
+        serving(port).then_some(())
+    });
+    assert_ne!(id("pod", &pod), old_pod, "the old pod was replaced");
+    assert_ne!(id("container", &ctr), old_ctr, "its container went with it");
+    assert_eq!(unit_active(&pod_unit), "active");
+
+    // 2. A container of ours left in the running pod.
+    sh_ok("systemctl", &["--user", "stop", &unit]);
+    assert!(!exists("container", &ctr));
+    podman_ok(&[
+        "create", "--pod", &pod, "--name", &ctr, "--label", &owner, TEST_IMAGE, "sleep", "600",
+    ]);
+    let left = id("container", &ctr);
+    let _ = sh("systemctl", &["--user", "start", &unit]);
+    wait_for(READY, "serving again after the unit's own cleanup", || {
+        (serving(port) && exists("container", &ctr) && id("container", &ctr) != left).then_some(())
+    });
+    assert_eq!(unit_active(&unit), "active");
+}
+
 /// The units guard themselves, with no controller running: systemd
 /// restarting a registry's unit never replaces a container of the same
 /// name that is not the registry's.

@@ -210,8 +210,17 @@ pub fn pod_unit_publishing(
     let pod = naming::pod(name);
     let podman = quote(&cx.podman.display().to_string());
     let wants = components.join(" ");
+    let ours = ours_filter(&pod, name);
+    // `$$@` is systemd's `$@`: the create command, passed to the shell as
+    // its arguments (quoted by systemd's rules, never a shell's).
+    // A failed create leaves its pod-id file behind, which the second
+    // create would refuse.
     let mut create = vec![
-        format!("ExecStartPre={podman} pod create"),
+        format!(
+            "ExecStartPre=/bin/sh -c '\"$$@\" || {{ {podman} pod ps -q {ours} | xargs -r {podman} pod rm -f && rm -f {podid} && \"$$@\"; }}' create",
+            podid = pod_id_file(&pod),
+        ),
+        format!("{podman} pod create"),
         format!("--infra-conmon-pidfile {}", pid_file(&pod)),
         format!("--pod-id-file {}", pod_id_file(&pod)),
         format!("--name {}", quote(&pod)),
@@ -243,13 +252,15 @@ Restart=on-failure
 TimeoutStartSec={START_TIMEOUT}
 TimeoutStopSec=70
 ExecStartPre=/bin/rm -f {pid} {podid}
-# A pod of ours left behind (a crash, a reboot) is removed; one of the same
-# name that is not ours makes the create below fail, and stays.
-ExecStartPre=/bin/sh -c '{podman} pod ps -q {ours} | xargs -r {podman} pod rm -f'
+# Creates the pod. Only when that fails is a pod of ours by this name that
+# was left behind (a crash, a reboot) looked for, removed, and the create
+# made again: one podman process on an ordinary start. A pod of the same
+# name that is not ours makes both creates fail, and stays.
 {create}
 ExecStart={podman} pod start --pod-id-file {podid}
 ExecStop={podman} pod stop --ignore --pod-id-file {podid} -t 10
 ExecStopPost={podman} pod rm --ignore -f --pod-id-file {podid}
+ExecStopPost=/bin/rm -f {pid} {podid}
 PIDFile={pid}
 Type=forking
 
@@ -259,7 +270,6 @@ WantedBy={wanted_by}
         pid = pid_file(&pod),
         podid = pod_id_file(&pod),
         create = exec(&create),
-        ours = ours_filter(&pod, name),
         wanted_by = cx.wanted_by,
     );
     Ok(Unit {
@@ -377,10 +387,12 @@ SuccessExitStatus=2 143
 # As long as the pod's start: at boot on a slow host podman may take minutes.
 TimeoutStartSec={START_TIMEOUT}
 TimeoutStopSec=70
-# Never `run --replace`: only a container of ours by this name is removed
-# (left behind by a crash or reboot); one that is not ours makes the run
-# fail, and stays. Stop and cleanup select ours the same way.
-ExecStartPre={podman} rm --force {ours}
+# Never `run --replace`, and no check before the run (a podman process on
+# every start): a container of ours by this name is left behind only when
+# the cleanup below failed (after a reboot the pod unit removes the old pod
+# with its containers). Then the run fails, systemd runs ExecStopPost,
+# which removes it, and starts again. One that is not ours makes the run
+# fail, and stays: stop and cleanup select only ours.
 {run}
 ExecStop={podman} stop --time 10 {ours}
 ExecStopPost={podman} rm --force {ours}
