@@ -537,15 +537,24 @@ impl Podman {
 
     /// Inspects a pod by name or id (libpod API), `None` when absent.
     pub async fn pod(&self, name: &str) -> Result<Option<PodInfo>> {
-        const OP: &str = "inspect pod";
-        let path = format!("/pods/{}/json", libpod::encode_segment(name));
-        let response = self.libpod(OP, name, "GET", &path).await?;
+        self.inspect("inspect pod", "pods", name).await
+    }
+
+    /// libpod's `GET /<collection>/<name>/json`, decoded; `None` on 404.
+    async fn inspect<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        collection: &str,
+        name: &str,
+    ) -> Result<Option<T>> {
+        let path = format!("/{collection}/{}/json", libpod::encode_segment(name));
+        let response = self.libpod(op, name, "GET", &path).await?;
         match response.status {
             404 => Ok(None),
             _ if response.is_success() => serde_json::from_slice(&response.body)
                 .map(Some)
-                .map_err(|source| decode_error(OP, name, source)),
-            _ => Err(unexpected(OP, name, &response)),
+                .map_err(|source| decode_error(op, name, source)),
+            _ => Err(unexpected(op, name, &response)),
         }
     }
 
@@ -564,16 +573,7 @@ impl Podman {
 
     /// Inspects a network by name (libpod API), `None` when absent.
     pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
-        const OP: &str = "inspect network";
-        let path = format!("/networks/{}/json", libpod::encode_segment(name));
-        let response = self.libpod(OP, name, "GET", &path).await?;
-        match response.status {
-            404 => Ok(None),
-            _ if response.is_success() => serde_json::from_slice(&response.body)
-                .map(Some)
-                .map_err(|source| decode_error(OP, name, source)),
-            _ => Err(unexpected(OP, name, &response)),
-        }
+        self.inspect("inspect network", "networks", name).await
     }
 
     /// Creates a bridge network with this MTU and labels. No DNS: like
