@@ -239,6 +239,15 @@ fn container_mtu(container: &str) -> String {
         .to_string()
 }
 
+/// Drops `networks` from an ownership record, as a record written before
+/// the field (or by a run that died before recording) has none.
+fn forget_networks(record: &Path) {
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+    rec.as_object_mut().unwrap().remove("networks");
+    std::fs::write(record, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+}
+
 /// A registry as the version before its own network left it: the pod on
 /// podman's default network (MTU 1500), no network in its ownership
 /// record. The controller creates the network, records it, moves the pod
@@ -281,10 +290,8 @@ fn an_upgrade_moves_the_pod_onto_its_own_network() {
     );
     sh_ok("podman", &["network", "rm", &network]);
     let record = lab.state().join(&name).join("owned.json");
-    let mut rec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
-    rec.as_object_mut().unwrap().remove("networks");
-    std::fs::write(&record, serde_json::to_vec_pretty(&rec).unwrap()).unwrap();
+    forget_networks(&record);
+    assert!(!std::fs::read_to_string(&record).unwrap().contains(&network));
     wait_for(Duration::from_secs(60), "the old pod to serve", || {
         (container_mtu(&container) == "1500").then_some(())
     });
@@ -308,6 +315,22 @@ fn an_upgrade_moves_the_pod_onto_its_own_network() {
     login(&auth, &format!("localhost:{port}"), &user, &password);
     let now = skopeo(&auth, &["inspect", "--format", "{{.Digest}}", &dest]);
     assert_eq!(now, pushed, "the image survived the move");
+
+    // A network of the registry's that its record lost (a run that died
+    // between creating and recording) is recorded again, so teardown
+    // removes it.
+    lab.stop();
+    forget_networks(&record);
+    lab.start(&["--resync-interval", "1h"]);
+    wait_for(
+        Duration::from_secs(60),
+        "the network recorded again",
+        || {
+            std::fs::read_to_string(&record)
+                .ok()
+                .filter(|t| t.contains(&format!("\"{network}\"")))
+        },
+    );
     std::fs::remove_file(&path).unwrap();
     wait_for(Duration::from_secs(60), "teardown", || {
         (!exists("pod", &format!("{name}-pod")) && !exists("network", &network)).then_some(())

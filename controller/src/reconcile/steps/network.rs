@@ -11,8 +11,9 @@ use crate::store::{self, record::Record};
 
 /// Creates the network when it is missing. One of ours that exists is left
 /// as it is (podman cannot change a network's options in place, and its
-/// pod would have to go to recreate it); admission has refused one that
-/// is not ours.
+/// pod would have to go to recreate it), and recorded when an earlier run
+/// made it but did not record it, so teardown removes it (it holds no
+/// data); admission has refused one that is not ours.
 pub async fn ensure(
     cx: &Context,
     podman: &Podman,
@@ -21,7 +22,10 @@ pub async fn ensure(
     r: &Resolved,
 ) -> Result<(), Error> {
     let net = &desired.network;
-    if podman.network(&net.name).await?.is_some() {
+    if let Some(found) = podman.network(&net.name).await? {
+        if naming::owned_by(&found.labels, &r.name) && rec.networks.insert(net.name.clone()) {
+            store::record::save(&cx.state_dir, rec)?;
+        }
         return Ok(());
     }
     if rec.networks.insert(net.name.clone()) {
