@@ -71,13 +71,8 @@ impl Response {
 }
 
 /// Sends `method path` (path relative to [`API_PREFIX`], already encoded)
-/// to the socket and returns the response.
-pub async fn request(socket: &Path, method: &'static str, path: &str) -> Result<Response> {
-    request_json(socket, method, path, &[]).await
-}
-
-/// [`request`] with a JSON body (empty: none).
-pub async fn request_json(
+/// with a JSON body (empty: none) to the socket and returns the response.
+pub async fn request(
     socket: &Path,
     method: &'static str,
     path: &str,

@@ -593,19 +593,10 @@ impl Podman {
             "labels": labels,
             "dns_enabled": false,
         });
-        self.count();
-        let response = libpod::request_json(
-            &self.socket,
-            "POST",
-            "/networks/create",
-            body.to_string().as_bytes(),
-        )
-        .await
-        .map_err(|source| Error::Libpod {
-            op: OP,
-            target: name.to_string(),
-            source,
-        })?;
+        let body = body.to_string();
+        let response = self
+            .libpod_with(OP, name, "POST", "/networks/create", body.as_bytes())
+            .await?;
         if response.is_success() {
             Ok(())
         } else {
@@ -638,8 +629,20 @@ impl Podman {
         method: &'static str,
         path: &str,
     ) -> Result<libpod::Response> {
+        self.libpod_with(op, target, method, path, &[]).await
+    }
+
+    /// [`Podman::libpod`] with a JSON body (empty: none).
+    async fn libpod_with(
+        &self,
+        op: &'static str,
+        target: &str,
+        method: &'static str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<libpod::Response> {
         self.count();
-        libpod::request(&self.socket, method, path)
+        libpod::request(&self.socket, method, path, body)
             .await
             .map_err(|source| Error::Libpod {
                 op,

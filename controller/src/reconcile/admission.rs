@@ -2,8 +2,9 @@
 //! written, started or removed: another registry's claim on the same root,
 //! storage, database or port, and objects under the registry's names that
 //! the controller did not create (a container, the pod, its network, a
-//! volume, a unit file, a trust entry). A refusal is reason `Conflict`, naming the other
-//! registry or the object and what to do; nothing of either side changes.
+//! volume, a unit file, a trust entry). A refusal is reason `Conflict`,
+//! naming the other registry or the object and what to do; nothing of
+//! either side changes.
 
 use std::path::Path;
 

@@ -76,8 +76,9 @@ impl std::fmt::Debug for DirWatcher {
 /// renaming or modifying any entry, including the `..data` symlink swap of a
 /// Kubernetes ConfigMap volume, produces a tick: one as soon as a save has
 /// ended or its events have landed, and one more after `debounce` of quiet
-/// (at most [`MAX_DELAY`]) if further events came meanwhile. A tick already waiting in the channel covers later
-/// changes too, so the channel never backs up. Events for the controller's
+/// (at most [`MAX_DELAY`]) if further events came meanwhile. A tick already
+/// waiting in the channel covers later changes too, so the channel never
+/// backs up. Events for the controller's
 /// own temp files and mere reads are ignored.
 ///
 /// Requires no async runtime: the debounce runs on its own thread.

@@ -22,14 +22,15 @@ pub async fn ensure(
     r: &Resolved,
 ) -> Result<(), Error> {
     let net = &desired.network;
-    if let Some(found) = podman.network(&net.name).await? {
-        if naming::owned_by(&found.labels, &r.name) && rec.networks.insert(net.name.clone()) {
-            store::record::save(&cx.state_dir, rec)?;
-        }
-        return Ok(());
-    }
-    if rec.networks.insert(net.name.clone()) {
+    let found = podman.network(&net.name).await?;
+    let ours = found
+        .as_ref()
+        .is_none_or(|f| naming::owned_by(&f.labels, &r.name));
+    if ours && rec.networks.insert(net.name.clone()) {
         store::record::save(&cx.state_dir, rec)?;
+    }
+    if found.is_some() {
+        return Ok(());
     }
     podman
         .create_network(&net.name, net.mtu, &naming::owner_labels(&r.name))
