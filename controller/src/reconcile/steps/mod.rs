@@ -10,10 +10,11 @@
 //! | the port, held by another program | [`port`] | yes (`PortConflict`) |
 //! | directories under the root | [`ownership`] | |
 //! | quay's secrets, then render again with them | `super::quay` | |
-//! | certificate: generated and renewed, or the user's checked and copied | [`tls`] | yes (`InvalidCertificate`) |
+//! | a user's certificate: checked and copied | [`tls`] | yes (`InvalidCertificate`) |
 //! | images: present, loaded from the archive, or pulled | [`images`] | |
 //! | the pod's network | [`network`] | |
 //! | never started: unit files, and the pod's start queued ([`units::start_pod_early`]) | [`units`] | |
+//! | a generated certificate: made and renewed | [`tls`] | |
 //! | init credentials and htpasswd | [`credentials`] | |
 //! | config files and copies | [`config`] | |
 //! | volumes and data directories | [`storage`] | |
@@ -113,12 +114,18 @@ pub async fn converge(
         desired = render::render_with(r, &cx.render, &inputs).map_err(Error::Other)?;
     }
 
-    let (tls_outcome, served) = tls::ensure(r)?;
-    out.push(Outcome::Tls(tls_outcome));
-    let Some(served) = served else {
-        return refused(&podman, &systemd, &desired, r, None, states, out).await;
-    };
-    let ca_file = served.ca_file;
+    // A user's certificate is checked before anything starts: an invalid
+    // one refuses the change. A generated one cannot be refused and only
+    // the registry's container reads it (started by the units step below,
+    // never by the pod's early start), so it is written while the pod
+    // starts.
+    let mut served = None;
+    if !matches!(r.tls, Tls::Generated { .. }) {
+        match ensure_tls(r, out)? {
+            Some(s) => served = Some(s),
+            None => return refused(&podman, &systemd, &desired, r, None, states, out).await,
+        }
+    }
     let images = images::ensure(&podman, &desired.images, r.images.archive.as_deref()).await;
     let images_ok = images.is_ok();
     out.push(Outcome::Images(images));
@@ -130,6 +137,14 @@ pub async fn converge(
             states = now;
         }
     }
+    let served = match served {
+        Some(s) => s,
+        None => match ensure_tls(r, out)? {
+            Some(s) => s,
+            None => return refused(&podman, &systemd, &desired, r, None, states, out).await,
+        },
+    };
+    let ca_file = served.ca_file;
     let (creds, htpasswd_changed) = credentials::ensure(r)?;
     let inputs_changed = served.changed | htpasswd_changed | config::write(&desired)?;
     storage::ensure(cx, &podman, &mut rec, &desired, r).await?;
@@ -173,6 +188,13 @@ pub async fn converge(
         components,
         storage: Some(usage),
     })
+}
+
+/// The certificate step, its outcome reported; `None` when it refuses.
+fn ensure_tls(r: &Resolved, out: &mut Vec<Outcome>) -> Result<Option<tls::Served>, Error> {
+    let (outcome, served) = tls::ensure(r)?;
+    out.push(Outcome::Tls(outcome));
+    Ok(served)
 }
 
 /// A change refused after admission (a port someone else holds, an

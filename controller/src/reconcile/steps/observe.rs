@@ -19,7 +19,7 @@ use crate::render::Desired;
 const SETTLE: Duration = Duration::from_secs(5);
 /// How often the endpoint is polled while waiting: often during the first
 /// second, when a registry that starts at all begins to answer, then less.
-const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_FIRST: Duration = Duration::from_millis(5);
 const POLL_FIRST_FOR: Duration = Duration::from_secs(1);
 const POLL_THEN: Duration = Duration::from_millis(50);
 
@@ -66,15 +66,15 @@ impl Seen<'_> {
             };
             tokio::time::sleep(wait).await;
             let last = tokio::time::Instant::now() + wait >= deadline;
+            let mut answer = None;
             if let Some(c) = &client {
-                let answers = probe::probe_with(c, self.r, &self.desired.health_path)
-                    .await
-                    .is_ok();
-                if !answers && !last {
+                let p = probe::probe_with(c, self.r, &self.desired.health_path).await;
+                if p.is_err() && !last {
                     continue;
                 }
+                answer = Some(p);
             }
-            let (c, o) = self.observe_with(None, client.as_ref()).await?;
+            let (c, o) = self.observe_with(None, client.as_ref(), answer).await?;
             components = c;
             healthy = o.healthy();
             out.push(Outcome::Observed(o));
@@ -88,15 +88,19 @@ impl Seen<'_> {
         &self,
         known: Option<Vec<UnitState>>,
     ) -> Result<(Vec<Component>, Observation), Error> {
-        self.observe_with(known, None).await
+        self.observe_with(known, None, None).await
     }
 
     /// [`Seen::observe`], probing through `client` when given (one made by
-    /// `probe::https_client` for this registry; its connection is reused).
+    /// `probe::https_client` for this registry; its connection is reused),
+    /// or taking `answer`, the probe's result just before, as its own: the
+    /// units and containers are read after it, so an endpoint that answered
+    /// is one they still serve when they are found running.
     async fn observe_with(
         &self,
         known: Option<Vec<UnitState>>,
         client: Option<&reqwest::Client>,
+        answer: Option<Result<String, String>>,
     ) -> Result<(Vec<Component>, Observation), Error> {
         let (desired, r) = (self.desired, self.r);
         let mut components = Vec::new();
@@ -139,9 +143,10 @@ impl Seen<'_> {
             return Ok((components, o));
         }
         let probe = if down.is_empty() {
-            let p = match client {
-                Some(c) => probe::probe_with(c, r, &desired.health_path).await,
-                None => probe::probe(r, &desired.health_path, self.ca_file).await,
+            let p = match (answer, client) {
+                (Some(p), _) => p,
+                (None, Some(c)) => probe::probe_with(c, r, &desired.health_path).await,
+                (None, None) => probe::probe(r, &desired.health_path, self.ca_file).await,
             };
             if p.is_err() {
                 for x in &mut components {
