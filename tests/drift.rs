@@ -96,3 +96,38 @@ fn drift_is_repaired_from_events() {
     wait_phase(&lab.spec_path(&name), Phase::Ready, REPAIR);
     assert_eq!(unit_active(&registry_unit), "active");
 }
+
+/// A container removed again and again, each time a second after the
+/// registry is back (as in a crash loop): every removal is repaired and no
+/// reconcile fails on the way. The controller's restart cuts the unit's
+/// restart delay short and can lose a race with the unit's own cleanup;
+/// before that restart was retried at once, it failed a reconcile in most
+/// runs of this test.
+#[test]
+fn containers_removed_back_to_back_fail_no_reconcile() {
+    let mut lab = Lab::new();
+    let name = unique("drift-loop");
+    let port = free_port();
+    lab.track(&name, port);
+    lab.start(&["--resync-interval", "1h"]);
+    lab.put(&name, &lab.spec(&name, port, ""));
+    let spec = lab.spec_path(&name);
+    wait_phase(&spec, Phase::Ready, Duration::from_secs(120));
+    let failed = || lab.logs().matches("reconcile failed; backing off").count();
+    let before = failed();
+    let container = format!("{name}-registry");
+    for i in 0..12 {
+        std::thread::sleep(Duration::from_secs(1));
+        sh_ok("podman", &["rm", "-f", &container]);
+        wait_for(REPAIR, &format!("removal {i} repaired"), || {
+            serving(port).then_some(())
+        });
+        wait_phase(&spec, Phase::Ready, REPAIR);
+    }
+    assert_eq!(
+        failed() - before,
+        0,
+        "failed reconciles during the removals:\n{}",
+        lab.logs()
+    );
+}

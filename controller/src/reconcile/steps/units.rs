@@ -238,7 +238,10 @@ async fn apply(
     for (n, action) in names.iter().zip(actions) {
         match action {
             Action::Leave => {}
-            Action::Restart => systemd.restart(n).await?,
+            // A restart that cuts a unit's restart delay short can lose a
+            // race with the unit's own cleanup (containers removed back to
+            // back): it is started once more at once, not a failed reconcile.
+            Action::Restart => systemd.restart_recovering(n).await?,
             Action::Start { reset_failed } => {
                 if reset_failed {
                     systemd.reset_failed(n).await?;
