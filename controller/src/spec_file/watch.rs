@@ -78,8 +78,8 @@ impl std::fmt::Debug for DirWatcher {
 /// ended or its events have landed, and one more after `debounce` of quiet
 /// (at most [`MAX_DELAY`]) if further events came meanwhile. A tick already
 /// waiting in the channel covers later changes too, so the channel never
-/// backs up. Events for the controller's
-/// own temp files and mere reads are ignored.
+/// backs up. Events for the controller's own temp files and mere reads are
+/// ignored.
 ///
 /// Requires no async runtime: the debounce runs on its own thread.
 pub fn watch_dir(dir: &Path, debounce: Duration) -> Result<(DirWatcher, mpsc::Receiver<()>)> {
